@@ -1,0 +1,1 @@
+"""ComfyUI Web Service: shared settings, the operator's config, the CLI and the simulated node."""
