@@ -1,1 +1,1 @@
-"""database package."""
+"""The three databases (client, admin, shared): models, engines, repositories and migrations."""

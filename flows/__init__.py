@@ -1,1 +1,1 @@
-"""flows package."""
+"""Prefect flows: one per generation type, built from small tasks."""

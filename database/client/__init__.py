@@ -1,0 +1,1 @@
+"""The client database: client applications, their jobs, uploads and access log."""

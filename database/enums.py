@@ -1,0 +1,52 @@
+"""States and kinds stored in the databases."""
+
+from enum import StrEnum
+
+
+class DatabaseName(StrEnum):
+    CLIENT = "client"
+    ADMIN = "admin"
+    SHARED = "shared"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"  # ledger row committed, no flow run yet
+    QUEUED = "queued"  # flow run created, waiting for a worker / node
+    RUNNING = "running"  # prompt submitted to a node
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class AttemptStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class NodeStatus(StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class NodeSource(StrEnum):
+    STATIC = "static"  # from config.yaml
+    DYNAMIC = "dynamic"  # registered through the API
+
+
+class AdminRole(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"

@@ -1,0 +1,90 @@
+"""Shared database: the job ledger (the truth about a job), its attempts and its result files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from database.base import SharedBase
+from database.enums import AttemptStatus, JobStatus, Priority
+from database.types import UTCDateTime, utcnow
+
+
+class Job(SharedBase):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)  # client database id, no FK across DBs
+    task_type: Mapped[str] = mapped_column(String(64))
+    workflow_name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[JobStatus] = mapped_column(String(16), default=JobStatus.PENDING, index=True)
+    priority: Mapped[Priority] = mapped_column(String(8), default=Priority.NORMAL)
+    node_group: Mapped[str] = mapped_column(String(64), default="default")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what the client asked for
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # what was rendered
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    node_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    prompt_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    current_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    attempt_rows: Mapped[list[JobAttempt]] = relationship(
+        back_populates="job", order_by="JobAttempt.number", cascade="all, delete-orphan"
+    )
+    results: Mapped[list[ResultFile]] = relationship(
+        back_populates="job", order_by="ResultFile.index", cascade="all, delete-orphan"
+    )
+
+
+class JobAttempt(SharedBase):
+    """One try of a job on one node; a job that fails on N distinct nodes ends failed."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(128))
+    prompt_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[AttemptStatus] = mapped_column(String(16), default=AttemptStatus.RUNNING)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    execution_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    job: Mapped[Job] = relationship(back_populates="attempt_rows")
+
+
+class ResultFile(SharedBase):
+    """A file a job produced, stored under outputs/ with its checksum; recorded once per (job, index)."""
+
+    __tablename__ = "result_files"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(512))  # relative to the outputs directory
+    kind: Mapped[str] = mapped_column(String(16))  # image | video
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="results")
