@@ -74,6 +74,19 @@ class NodesConfig(_Strict):
         return self.groups.get(name) or NodeGroup()
 
 
+class NodeInput(_Strict):
+    node_id: str = Field(description="Graph node id")
+    input_name: str = Field(description="Input of that node")
+
+
+class DerivedValue(_Strict):
+    """The node input gets round(value * <multiply_by parameter>), clamped to [minimum, maximum]."""
+
+    multiply_by: str = Field(description="Another parameter of the same workflow, e.g. fps for a duration")
+    minimum: int = Field(1, description="Lowest value sent to the node")
+    maximum: int | None = Field(None, description="Highest value sent to the node (larger results are capped)")
+
+
 class ParameterSpec(_Strict):
     node_id: str = Field(description="Graph node that receives the value")
     input_name: str = Field(description="Input of that node")
@@ -81,10 +94,19 @@ class ParameterSpec(_Strict):
     type: Literal["string", "integer", "number", "boolean", "image"] | None = Field(
         None, description="Value type; inferred from the graph value when omitted"
     )
-    minimum: float | None = Field(None, description="Lowest accepted value")
-    maximum: float | None = Field(None, description="Highest accepted value")
+    minimum: int | float | None = Field(None, description="Lowest accepted value")
+    maximum: int | float | None = Field(None, description="Highest accepted value")
     choices: list[Any] | None = Field(None, description="Accepted values")
     description: str = Field("", description="Shown to clients in GET /api/v2/workflows")
+    required: bool | None = Field(
+        None, description="The request must give a value; None = required for image parameters only"
+    )
+    extra_targets: list[NodeInput] = Field(
+        default_factory=list, description="Further node inputs that receive the same value"
+    )
+    derive: DerivedValue | None = Field(
+        None, description="Send a value computed from this one and another parameter instead of the value"
+    )
 
 
 class WorkflowConfig(_Strict):

@@ -1,1 +1,1 @@
-"""workflows package."""
+"""Workflow graphs and parameter mappings per task type, the catalog that loads them, and the renderer."""

@@ -1,0 +1,5 @@
+"""`python -m comfyws` = the `comfyws` command."""
+
+from comfyws.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Revisions of the admin database, oldest first by date prefix."""

@@ -1,0 +1,6 @@
+"""Alembic environment of the client database: the shared body in database.alembic_env."""
+
+from database.alembic_env import run
+from database.enums import DatabaseName
+
+run(DatabaseName.CLIENT)

@@ -1,0 +1,1 @@
+"""Revisions of the client database, oldest first by date prefix."""

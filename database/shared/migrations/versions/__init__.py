@@ -1,0 +1,1 @@
+"""Revisions of the shared database, oldest first by date prefix."""

@@ -1,0 +1,295 @@
+"""`ComfyWorker`: a Prefect worker type that runs each flow run of its pool as an asyncio task in its own process.
+
+Why not the stock process worker: it starts a new Python process per run (seconds of latency and CPU). This
+worker claims a run, imports its flow once per deployment and hands the run to Prefect's engine in-process.
+It wakes on the server's `prefect.flow-run.Scheduled` events for its pool (a slow poll is the fallback),
+cancels runs one at a time, hands back runs of vanished workers at start, and drains its runs before it exits.
+See shared/notes/prefect-worker-latency.md for the measurements behind these choices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect import Flow
+from prefect._internal.observers import FlowRunCancellingObserver
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import WorkerFlowRunResponse
+from prefect.context import AsyncClientContext
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
+from prefect.exceptions import Abort, ObjectNotFound
+from prefect.logging.handlers import APILogHandler
+from prefect.states import Pending, Scheduled
+from prefect.utilities.engine import propose_state
+from prefect.utilities.services import critical_service_loop
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+
+from deployments.engine import RunControl, StopIntent, load_flow, run_flow_in_process
+from deployments.names import WORKER_TYPE
+from deployments.recovery import OrphanFinder, WorkerIdentity
+
+_EVENT_RECONNECT_SECONDS = 2.0
+
+
+class ComfyWorkerResult(BaseWorkerResult):
+    """Outcome of one in-process run: identifier is the flow run id, status 0 unless the run crashed."""
+
+
+class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerResult]):
+    """Runs the flow runs of one work pool as asyncio tasks in this process (async flows only)."""
+
+    type = WORKER_TYPE
+    job_configuration = BaseJobConfiguration
+    job_configuration_variables = BaseVariables
+    _description = "Runs flow runs as asyncio tasks inside the worker process (comfyws)."
+
+    def __init__(
+        self,
+        work_pool_name: str,
+        *,
+        limit: int = 8,
+        name: str | None = None,
+        poll_interval: float = 10.0,
+        recovery_interval: float = 60.0,
+        drain_timeout: float = 600.0,
+        project_root: Path | None = None,
+    ) -> None:
+        super().__init__(
+            work_pool_name=work_pool_name,
+            limit=limit,
+            name=name or f"comfyws-{uuid.uuid4().hex[:12]}",
+            prefetch_seconds=0,
+        )
+        self.identity = WorkerIdentity.current(self.name)
+        self._poll_interval = poll_interval
+        self._recovery_interval = recovery_interval
+        self._drain_timeout = drain_timeout
+        self._project_root = project_root or Path.cwd()
+        self._flows: dict[UUID, Flow[..., Any]] = {}
+        self._flow_load_lock = asyncio.Lock()
+        self._controls: dict[UUID, RunControl] = {}
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._saturated = False
+        self._accepting = True
+
+    # ----- serving -----
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then drain in-flight runs (rescheduling any left after drain_timeout)."""
+        async with AsyncClientContext():  # one API client for the worker and every engine it drives
+            async with self:
+                async with anyio.create_task_group() as loops:
+                    loops.start_soon(self._sync_loop)
+                    loops.start_soon(self._poll_loop)
+                    loops.start_soon(self._listen_for_scheduled)
+                    loops.start_soon(self._recovery_loop)
+                    self._logger.info("Worker %r serving pool %r", self.name, self._work_pool_name)
+                    await stop.wait()
+                    self._accepting = False
+                    loops.cancel_scope.cancel()
+                await self._drain()
+            await APILogHandler.aflush()
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self._drain_timeout):
+            while self._controls:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+        self.hand_back_runs()
+        # Leaving `async with self` joins the runs' task group, so the reschedules land before we return.
+
+    def hand_back_runs(self) -> None:
+        """Interrupt every in-flight run and set it Scheduled again, for another worker to run."""
+        self._accepting = False
+        for control in list(self._controls.values()):
+            control.stop(StopIntent.RESCHEDULE)
+
+    async def _sync_loop(self) -> None:
+        await critical_service_loop(
+            workload=self._sync_and_initialize,
+            interval=self.heartbeat_interval_seconds,
+            jitter_range=0.3,
+            backoff=4,
+        )
+
+    async def _poll_loop(self) -> None:
+        while True:
+            with anyio.move_on_after(self._poll_interval):
+                await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as exc:  # the API may be restarting; the next wake or poll retries
+                self._logger.warning("Polling for flow runs failed: %s", exc)
+
+    async def _listen_for_scheduled(self) -> None:
+        pool = await self._wait_for_work_pool()
+        event_filter = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool}"]),
+        )
+        while True:
+            try:
+                async with get_events_subscriber(filter=event_filter, reconnection_attempts=0) as events:
+                    self._wake.set()  # runs scheduled while we were not listening
+                    async for _ in events:
+                        self._wake.set()
+            except Exception as exc:  # the slow poll covers the gap until we reconnect
+                self._logger.debug("Scheduled-event stream lost: %s", exc)
+            await anyio.sleep(_EVENT_RECONNECT_SECONDS)
+
+    async def _wait_for_work_pool(self) -> UUID:
+        while self._work_pool is None:  # first sync failed (API down); the sync loop keeps trying
+            await anyio.sleep(_EVENT_RECONNECT_SECONDS)
+        return self._work_pool.id
+
+    async def _recovery_loop(self) -> None:
+        await self._wait_for_work_pool()
+        finder = OrphanFinder(self.client, self._work_pool_name, self.identity)
+        while True:
+            try:
+                rescheduled = await finder.reschedule_orphans()
+            except Exception as exc:
+                self._logger.warning("Looking for orphaned flow runs failed: %s", exc)
+            else:
+                for run in rescheduled:
+                    self._logger.warning("Rescheduled flow run %s: its worker is gone", run.id)
+                if rescheduled:
+                    self._wake.set()
+            await anyio.sleep(self._recovery_interval)
+
+    # ----- BaseWorker hooks -----
+
+    async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
+        if not self._accepting:
+            return []
+        free = int(self.limiter.available_tokens)
+        if free == 0:
+            self._saturated = True
+            return []
+        response = await self.client.request(
+            "POST",
+            "/work_pools/{name}/get_scheduled_flow_runs",
+            path_params={"name": self._work_pool_name},
+            json={"limit": free},
+        )
+        runs = WorkerFlowRunResponse.model_validate_list(response.json())
+        # The server returns at most `limit` runs: a full answer means a backlog we cannot see yet.
+        self._saturated = len(runs) >= free
+        return runs
+
+    async def _submit_run(self, flow_run: FlowRun) -> None:
+        control = RunControl()
+        self._controls[flow_run.id] = control
+        try:
+            if await self._claim(flow_run):
+                await self.run(flow_run, BaseJobConfiguration(), control=control)
+        finally:
+            self._controls.pop(flow_run.id, None)
+            self._submitting_flow_run_ids.discard(flow_run.id)
+            if self._cancelling_observer is not None:
+                self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
+            self._release_limit_slot(flow_run.id)
+            self._on_slot_freed()
+
+    def _on_slot_freed(self) -> None:
+        self._slot_freed.set()
+        if self._saturated:
+            self._saturated = False
+            self._wake.set()
+
+    async def _claim(self, flow_run: FlowRun) -> bool:
+        """Propose Pending with our identity; False if another worker (or a cancel) got there first."""
+        try:
+            state = await propose_state(
+                self.client, Pending(message=self.identity.claim_message()), flow_run_id=flow_run.id
+            )
+        except Abort:
+            return False
+        except Exception:
+            self._logger.exception("Could not claim flow run %s", flow_run.id)
+            return False
+        flow_run.state = state
+        return state.is_pending()
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: BaseJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+        *,
+        control: RunControl | None = None,
+    ) -> ComfyWorkerResult:
+        """Run a claimed flow run to a final state in this process."""
+        if task_status is not None:
+            task_status.started(0)
+        control = control or RunControl()
+        try:
+            flow = await self._flow_for(flow_run)
+        except ObjectNotFound:
+            await self._mark_flow_run_as_cancelled(flow_run, {"message": "Its deployment no longer exists."})
+            return ComfyWorkerResult(identifier=str(flow_run.id), status_code=0)
+        except Exception as exc:
+            self._logger.exception("Could not load the flow of flow run %s", flow_run.id)
+            await self._propose_failed_state(flow_run, exc)
+            return ComfyWorkerResult(identifier=str(flow_run.id), status_code=1)
+        state = await run_flow_in_process(flow, flow_run, control)
+        if control.intent is not None and not (state.is_final() or state.is_scheduled()):
+            await self._settle_interrupted(flow_run, control.intent)
+        return ComfyWorkerResult(identifier=str(flow_run.id), status_code=1 if state.is_crashed() else 0)
+
+    async def _settle_interrupted(self, flow_run: FlowRun, intent: StopIntent) -> None:
+        """A run interrupted before the engine took it over: give it the state the intent asks for."""
+        if intent is StopIntent.CANCEL:
+            await self._mark_flow_run_as_cancelled(flow_run, {"message": "Cancelled before it started."})
+        else:
+            message = "The worker stopped before the run started; rescheduled for another worker."
+            await self.client.set_flow_run_state(flow_run.id, Scheduled(message=message), force=True)
+
+    async def _flow_for(self, flow_run: FlowRun) -> Flow[..., Any]:
+        if flow_run.deployment_id is None:
+            raise ValueError("flow run has no deployment; this worker only runs deployments")
+        async with self._flow_load_lock:
+            if flow_run.deployment_id not in self._flows:
+                deployment = await self.client.read_deployment(flow_run.deployment_id)
+                if not deployment.entrypoint:
+                    raise ValueError(f"deployment {deployment.name!r} has no entrypoint")
+                self._flows[flow_run.deployment_id] = await anyio.to_thread.run_sync(
+                    lambda: load_flow(deployment.entrypoint or "", project_root=self._project_root)
+                )
+        return self._flows[flow_run.deployment_id]
+
+    async def _setup_cancellation_observer(self) -> None:
+        # Always on: cancelling one run is a feature here, not an opt-in (the stock setting defaults off).
+        if self._cancelling_observer is not None or self._work_pool is None:
+            return
+        pool_id = self._work_pool.id
+        self._cancelling_observer = await self._exit_stack.enter_async_context(
+            FlowRunCancellingObserver(
+                on_cancelling=lambda run_id: self._runs_task_group.start_soon(  # type: ignore[union-attr]
+                    self._cancel_run, run_id
+                ),
+                polling_interval=self._poll_interval,
+                event_filter=EventFilter(
+                    event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
+                    any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool_id}"]),
+                ),
+            )
+        )
+
+    async def _cancel_run(self, flow_run_id: UUID) -> None:
+        control = self._controls.get(flow_run_id)
+        if control is None:
+            await super()._cancel_run(flow_run_id)
+            return
+        self._logger.info("Cancelling flow run %s", flow_run_id)
+        control.stop(StopIntent.CANCEL)
+

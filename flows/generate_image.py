@@ -1,0 +1,16 @@
+"""Flow `generate-image`: text-to-image (SD 1.5, SDXL) and image-to-image jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.generation import interrupt_on_node, run_generation
+from flows.params import GenerationRequest
+
+
+@flow(name="generate-image", on_cancellation=[interrupt_on_node], log_prints=False, persist_result=False)
+async def generate_image(job_id: str, request: GenerationRequest) -> dict[str, Any]:
+    """Render the job's workflow, run it on a node of its group and store the images."""
+    return await run_generation(job_id, request)

@@ -1,0 +1,107 @@
+"""The body every generation flow shares: prepare -> run on a node -> store results -> finish, and its hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from typing import Any
+
+from prefect import Flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import State
+
+from comfyws.config import get_config
+from comfyws.settings import get_settings
+from database.enums import AttemptStatus, JobStatus
+from flows import ledger
+from flows.models import StoredResult
+from flows.params import GenerationRequest
+from flows.reporting import publish
+from flows.settings import get_flow_settings
+from flows.tasks import finish_job, prepare_job, run_on_node, store_results
+from workers import registry
+from workers.comfyui.client import ComfyUIClient
+
+
+async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, Any]:
+    """Run one job to a final state in the ledger; returns a small summary for the Prefect UI."""
+    prepared = await prepare_job(job_id, request)
+    if prepared is None:
+        return {"job_id": job_id, "skipped": "job already final"}
+    attempts = get_config().nodes.max_attempts
+    try:
+        node_run = await run_on_node.with_options(retries=attempts - 1)(job_id, request, prepared)
+        results = await store_results(job_id, node_run)
+    except Exception as exc:
+        await _fail(job_id, prepared.client_id, exc)
+        raise
+    await finish_job(job_id, prepared.client_id, results)
+    await _publish_artifact(job_id, request, node_run.node_id, results)
+    return {"job_id": job_id, "node_id": node_run.node_id, "files": [r.path for r in results]}
+
+
+async def _fail(job_id: str, client_id: str, exc: BaseException) -> None:
+    job = await ledger.load_job(job_id)
+    history = [f"attempt {a.number} on {a.node_id}: {a.error}" for a in (job.attempt_rows if job else []) if a.error]
+    message = f"{type(exc).__name__}: {exc}"
+    if history:
+        message += " | " + " | ".join(history)
+    if await ledger.finish(job_id, JobStatus.FAILED, error=message):
+        await publish(job_id, client_id, "status", status=JobStatus.FAILED.value, error=message)
+
+
+async def _publish_artifact(
+    job_id: str, request: GenerationRequest, node_id: str, results: list[StoredResult]
+) -> None:
+    """A Prefect artifact showing what was made: links and a small preview of each image."""
+    api = get_settings().api_url.rstrip("/")
+    lines = [f"### Job `{job_id}` ({request.task_type} / {request.workflow_name}) on `{node_id}`", ""]
+    for r in results:
+        lines.append(f"- [{r.filename}]({api}/api/v2/tasks/{job_id}/results/{r.index}) "
+                     f"{r.kind}, {r.size} bytes, sha256 `{r.sha256[:16]}...`")
+        thumb = await asyncio.to_thread(_thumbnail, r)
+        if thumb:
+            lines.append(f"  ![{r.filename}](data:image/jpeg;base64,{thumb})")
+    try:
+        await acreate_markdown_artifact(
+            key=f"job-{job_id}", markdown="\n".join(lines), description=f"Results of job {job_id}"
+        )
+    except Exception:  # noqa: BLE001 - the artifact is for operators; the job is already done
+        get_run_logger().warning("could not publish the result artifact of job %s", job_id, exc_info=True)
+
+
+def _thumbnail(result: StoredResult) -> str | None:
+    from PIL import Image
+
+    size = get_flow_settings().artifact_thumbnail_px
+    try:
+        with Image.open(get_settings().outputs_dir / result.path) as img:
+            img.thumbnail((size, size))
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "JPEG", quality=70)
+    except Exception:  # noqa: BLE001 - a file Pillow cannot read simply gets no preview
+        return None
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """on_cancellation hook: stop the job's prompt on its node and end the job cancelled."""
+    job_id = str(flow_run.parameters.get("job_id", ""))
+    attempt = await ledger.running_attempt(job_id)
+    if attempt is not None:
+        node = next((n for n in registry.list_snapshots() if n.node_id == attempt.node_id), None)
+        if node is not None:
+            client = ComfyUIClient(node.base_url)
+            try:
+                await client.delete_from_queue([attempt.prompt_id])
+                await client.interrupt(attempt.prompt_id)
+            except Exception:  # noqa: BLE001 - a node that is down has stopped the prompt anyway
+                pass
+            finally:
+                await client.aclose()
+        await ledger.finish_attempt(attempt.id, AttemptStatus.CANCELLED, error="cancelled")
+    job = await ledger.load_job(job_id)
+    if job is not None and await ledger.finish(job_id, JobStatus.CANCELLED):
+        await publish(job_id, job.client_id, "status", status=JobStatus.CANCELLED.value)

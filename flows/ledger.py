@@ -1,0 +1,102 @@
+"""The flows' side of the job ledger: each call is one short transaction, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from database.engine import session_scope
+from database.enums import AttemptStatus, DatabaseName, JobStatus
+from database.shared import repositories as repo
+from database.shared.models import Job, JobAttempt
+
+T = TypeVar("T")
+
+
+async def _in_tx(fn: Callable[[Session], T]) -> T:
+    """Run one unit of work in its own transaction in a thread: SQLite may wait on a lock, the loop must not."""
+
+    def work() -> T:
+        with session_scope(DatabaseName.SHARED) as session:
+            return fn(session)
+
+    return await asyncio.to_thread(work)
+
+
+async def load_job(job_id: str) -> Job | None:
+    return await _in_tx(lambda s: repo.get_job(s, job_id))
+
+
+async def running_attempt(job_id: str) -> JobAttempt | None:
+    """The attempt an earlier run of this flow left running (its worker died), if any."""
+
+    def work(session: Session) -> JobAttempt | None:
+        job = repo.get_job(session, job_id)
+        if job is None:
+            return None
+        running = [a for a in job.attempt_rows if a.status == AttemptStatus.RUNNING]
+        return running[-1] if running else None
+
+    return await _in_tx(work)
+
+
+async def failed_nodes(job_id: str) -> frozenset[str]:
+    """Nodes this job already failed on: a retry goes elsewhere."""
+
+    def work(session: Session) -> frozenset[str]:
+        job = repo.get_job(session, job_id)
+        rows = job.attempt_rows if job else []
+        return frozenset(a.node_id for a in rows if a.status == AttemptStatus.FAILED)
+
+    return await _in_tx(work)
+
+
+async def record_values(job_id: str, values: dict[str, Any], seed: int | None) -> None:
+    await _in_tx(lambda s: repo.record_values(s, job_id, values=values, seed=seed))
+
+
+async def start_attempt(job_id: str, *, node_id: str, prompt_id: str) -> int:
+    def work(session: Session) -> int:
+        repo.mark_running(session, job_id, node_id=node_id, prompt_id=prompt_id)
+        return repo.start_attempt(session, job_id, node_id=node_id, prompt_id=prompt_id).id
+
+    return await _in_tx(work)
+
+
+async def finish_attempt(
+    attempt_id: int, status: AttemptStatus, *, error: str | None = None, execution_seconds: float | None = None
+) -> None:
+    await _in_tx(
+        lambda s: repo.finish_attempt(
+            s, attempt_id, status=status, error=error, execution_seconds=execution_seconds
+        )
+    )
+
+
+async def release_node(job_id: str) -> None:
+    """Give the node slot back after a failed attempt: the job waits for its next node."""
+    await _in_tx(lambda s: repo.release_node(s, job_id))
+
+
+async def update_progress(job_id: str, *, step: int, total: int) -> None:
+    await _in_tx(lambda s: repo.update_progress(s, job_id, step=step, total=total))
+
+
+async def add_result(job_id: str, **fields: Any) -> None:
+    await _in_tx(lambda s: repo.add_result(s, job_id, **fields))
+
+
+async def finish(job_id: str, status: JobStatus, *, error: str | None = None) -> bool:
+    """Move the job to a final state; False when it already was final (a second run changes nothing)."""
+
+    def work(session: Session) -> bool:
+        if status is JobStatus.COMPLETED:
+            return repo.mark_completed(session, job_id)
+        if status is JobStatus.CANCELLED:
+            return repo.mark_cancelled(session, job_id)
+        return repo.mark_failed(session, job_id, error or "failed")
+
+    return await _in_tx(work)

@@ -1,0 +1,169 @@
+"""One attempt of a job on a node: claim a slot, upload inputs, submit, follow, and the rules for retrying."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from comfyws.config import get_config
+from comfyws.settings import get_settings
+from database.enums import AttemptStatus
+from flows import ledger
+from flows.models import NodeRun, PreparedJob
+from flows.params import GenerationRequest
+from flows.reporting import ProgressReporter, publish
+from flows.settings import get_flow_settings
+from workers import registry
+from workers.balancer import NoEligibleNode, NodeSnapshot, requirements_for
+from workers.comfyui.client import ComfyUIClient
+from workers.comfyui.errors import ExecutionFailed, NodeUnavailable, PromptLost
+from workers.comfyui.models import RunResult
+
+# A node that is down, hangs, loses the prompt or fails while running it: the job moves to another node.
+# A graph the node rejected (PromptRejected) would be rejected anywhere: never retried.
+RETRYABLE = (NodeUnavailable, ExecutionFailed)
+
+
+class NoNodeAvailable(Exception):
+    """No node of the group can run the job (none eligible, or none freed a slot in time)."""
+
+
+def is_node_trouble(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry condition of run-on-node: only failures of the node, never a rejected graph."""
+    return isinstance(state.data, RETRYABLE)
+
+
+async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeRun:
+    resumed = await _resume(job_id, prepared)
+    if resumed is not None:
+        return resumed
+    node = await _claim(job_id, request, prepared)
+    prompt_id = str(uuid.uuid4())
+    attempt_id = await ledger.start_attempt(job_id, node_id=node.node_id, prompt_id=prompt_id)
+    await publish(job_id, prepared.client_id, "status", status="running", node_id=node.node_id)
+    async with _client(node.base_url, prompt_id) as client:
+        try:
+            graph = await _upload_inputs(client, prepared)
+            result = await client.run(
+                graph,
+                prompt_id=prompt_id,
+                on_event=ProgressReporter(job_id, prepared.client_id, node_id=node.node_id),
+                idle_timeout=get_flow_settings().idle_timeout_s,
+                total_timeout=get_flow_settings().total_timeout_s,
+            )
+        except BaseException as exc:
+            await _attempt_failed(job_id, attempt_id, exc)
+            raise
+    return await _attempt_succeeded(attempt_id, node, result, prepared)
+
+
+async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
+    """Pick up the prompt an earlier run of this flow left on a node (its worker died): never run it twice."""
+    attempt = await ledger.running_attempt(job_id)
+    if attempt is None:
+        return None
+    node = _snapshot(attempt.node_id)
+    if node is None:
+        await _attempt_failed(job_id, attempt.id, NodeUnavailable(f"node {attempt.node_id} is gone"))
+        return None
+    async with _client(node.base_url, attempt.prompt_id) as client:
+        try:
+            result = await client.follow(
+                attempt.prompt_id,
+                on_event=ProgressReporter(job_id, prepared.client_id, node_id=node.node_id),
+                idle_timeout=get_flow_settings().idle_timeout_s,
+            )
+        except (NodeUnavailable, ExecutionFailed) as exc:
+            await _attempt_failed(job_id, attempt.id, exc)
+            return None
+        except BaseException as exc:
+            await _attempt_failed(job_id, attempt.id, exc)
+            raise
+    return await _attempt_succeeded(attempt.id, node, result, prepared)
+
+
+async def _claim(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeSnapshot:
+    """A node with a free slot, chosen by the group's strategy; waits while every eligible node is busy."""
+    nodes_config = get_config().nodes
+    group = request.node_group
+    req = requirements_for(prepared.graph, request.task_type)
+    exclude = await ledger.failed_nodes(job_id)
+    settings = get_flow_settings()
+    deadline = time.monotonic() + settings.slot_wait_s
+    while True:
+        strategy = await asyncio.to_thread(registry.get_strategy, group, nodes_config.group(group).strategy)
+        try:
+            return await asyncio.to_thread(
+                registry.claim_node, job_id, group, req, strategy=strategy, exclude=exclude
+            )
+        except NoEligibleNode as exc:
+            if not getattr(exc, "retryable", False):
+                raise NoNodeAvailable(_no_node_message(exc, exclude)) from exc
+            if time.monotonic() > deadline:
+                raise NoNodeAvailable(f"no node of group {group!r} freed a slot in time") from exc
+        await asyncio.sleep(settings.slot_poll_s)
+
+
+def _no_node_message(exc: NoEligibleNode, exclude: frozenset[str]) -> str:
+    tried = f" (already failed on: {', '.join(sorted(exclude))})" if exclude else ""
+    return f"no node can run this job{tried}: {exc}"
+
+
+async def _upload_inputs(client: ComfyUIClient, prepared: PreparedJob) -> dict[str, Any]:
+    graph = prepared.graph
+    uploads_dir = get_settings().uploads_dir
+    for image in prepared.images:
+        path = uploads_dir / image.local_path
+        data = await asyncio.to_thread(path.read_bytes)
+        ref = await client.upload_image(data, Path(image.local_path).name, overwrite=True)
+        node_name = f"{ref.subfolder}/{ref.filename}" if ref.subfolder else ref.filename
+        for node_id, input_name in image.targets:
+            graph[node_id]["inputs"][input_name] = node_name
+    return graph
+
+
+async def _attempt_failed(job_id: str, attempt_id: int, exc: BaseException) -> None:
+    cancelled = isinstance(exc, asyncio.CancelledError)
+    status = AttemptStatus.CANCELLED if cancelled else AttemptStatus.FAILED
+    await ledger.finish_attempt(attempt_id, status, error=None if cancelled else f"{type(exc).__name__}: {exc}")
+    if not cancelled:
+        await ledger.release_node(job_id)
+
+
+async def _attempt_succeeded(attempt_id: int, node: NodeSnapshot, result: RunResult, prepared: PreparedJob) -> NodeRun:
+    await ledger.finish_attempt(attempt_id, AttemptStatus.SUCCEEDED, execution_seconds=result.execution_s)
+    checkpoints = requirements_for(prepared.graph, "").checkpoints
+    await asyncio.to_thread(registry.record_last_checkpoint, node.node_id, next(iter(sorted(checkpoints)), None))
+    animated = {ref: out.is_animated for out in result.outputs.values() for ref in out.files}
+    return NodeRun(
+        node_id=node.node_id,
+        base_url=node.base_url,
+        prompt_id=result.prompt_id,
+        files=result.files,
+        animated=[animated.get(ref, False) for ref in result.files],
+        execution_s=result.execution_s,
+    )
+
+
+def _snapshot(node_id: str) -> NodeSnapshot | None:
+    return next((n for n in registry.list_snapshots() if n.node_id == node_id), None)
+
+
+class _client:
+    """A ComfyUI client for one attempt; its socket's clientId is the prompt's, so only its messages arrive."""
+
+    def __init__(self, base_url: str, prompt_id: str) -> None:
+        self.client = ComfyUIClient(base_url, client_id=f"comfyws-{prompt_id}")
+
+    async def __aenter__(self) -> ComfyUIClient:
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()

@@ -1,0 +1,210 @@
+"""Choosing a node for a job: pure functions of node snapshots (no I/O; the registry feeds and persists them)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from comfyws.config import Strategy
+from database.enums import NodeStatus
+
+__all__ = [
+    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "choose_node", "eligible",
+    "requirements_for",
+]
+
+# Graph inputs that name a model file the node must have (all of them live in the node's checkpoint list).
+_CHECKPOINT_INPUTS = ("ckpt_name",)
+_NO_SLOT = "no free slot"
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """One node as the balancer sees it: registry state plus the in-flight count from the job ledger."""
+
+    node_id: str
+    base_url: str
+    group: str
+    status: NodeStatus
+    enabled: bool
+    draining: bool
+    max_concurrent: int
+    in_flight: int
+    queue_depth: int
+    capabilities: tuple[str, ...]
+    checkpoints: frozenset[str]
+    node_classes: frozenset[str]
+    weight: float = 1.0
+    last_checkpoint: str | None = None
+    vram_free: int | None = None
+
+    @property
+    def free_slots(self) -> int:
+        """Prompts the node may still take (never negative)."""
+        return max(0, self.max_concurrent - self.in_flight)
+
+    @property
+    def load(self) -> float:
+        """Work on the node per slot: what least_loaded minimises."""
+        return (self.in_flight + self.queue_depth) / max(1, self.max_concurrent)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a job needs from a node: its task type, the checkpoints and node classes its graph uses."""
+
+    task_type: str
+    checkpoints: frozenset[str] = frozenset()
+    node_classes: frozenset[str] = frozenset()
+
+
+class NoEligibleNode(Exception):
+    """No node can take the job; `reasons` maps every node considered to why it was skipped."""
+
+    retryable: bool = False
+
+    def __init__(self, reasons: dict[str, str], *, task_type: str = "") -> None:
+        self.reasons = dict(reasons)
+        self.task_type = task_type
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        what = f"no node can run {self.task_type!r}" if self.task_type else "no eligible node"
+        if not self.reasons:
+            return f"{what}: no nodes registered in the group"
+        detail = "; ".join(f"{node_id}: {why}" for node_id, why in sorted(self.reasons.items()))
+        return f"{what} ({detail})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments do not survive the default pickling (Prefect pickles task exceptions).
+        return (_rebuild, (type(self), self.reasons, self.task_type))
+
+
+class NoFreeSlot(NoEligibleNode):
+    """Some node could run the job but every such node is full: wait and ask again."""
+
+    retryable = True
+
+
+def _rebuild(cls: type[NoEligibleNode], reasons: dict[str, str], task_type: str) -> NoEligibleNode:
+    return cls(reasons, task_type=task_type)
+
+
+def requirements_for(graph: dict[str, Any], task_type: str) -> Requirements:
+    """The node classes a graph uses and the checkpoint files its loaders name (linked inputs are ignored)."""
+    classes: set[str] = set()
+    checkpoints: set[str] = set()
+    for node in graph.values():
+        if not isinstance(node, dict):
+            continue
+        class_type = node.get("class_type")
+        if isinstance(class_type, str):
+            classes.add(class_type)
+        inputs = node.get("inputs") or {}
+        for name in _CHECKPOINT_INPUTS:
+            value = inputs.get(name)
+            if isinstance(value, str) and value:
+                checkpoints.add(value)
+    return Requirements(task_type=task_type, checkpoints=frozenset(checkpoints), node_classes=frozenset(classes))
+
+
+def _unfit_reason(node: NodeSnapshot, req: Requirements, exclude: frozenset[str]) -> str | None:
+    """Why the node cannot take the job, ignoring slots; None when it can."""
+    if node.node_id in exclude:
+        return "excluded (already tried for this job)"
+    if not node.enabled:
+        return "disabled"
+    if node.draining:
+        return "draining"
+    # UNKNOWN means "never probed": the health monitor turns it HEALTHY or UNHEALTHY on the first probe.
+    if node.status == NodeStatus.UNHEALTHY:
+        return "unhealthy"
+    if node.capabilities and req.task_type not in node.capabilities:
+        return f"does not serve {req.task_type!r} (serves {', '.join(node.capabilities)})"
+    # An empty inventory means "not read yet": allowed, the node itself will reject a graph it cannot run.
+    missing_ckpt = sorted(req.checkpoints - node.checkpoints) if node.checkpoints else []
+    if missing_ckpt:
+        return f"missing checkpoint {', '.join(missing_ckpt)}"
+    missing_cls = sorted(req.node_classes - node.node_classes) if node.node_classes else []
+    if missing_cls:
+        return f"missing node class {', '.join(missing_cls)}"
+    return None
+
+
+def eligible(
+    nodes: Iterable[NodeSnapshot], req: Requirements, *, exclude: frozenset[str] = frozenset()
+) -> tuple[list[NodeSnapshot], dict[str, str]]:
+    """Nodes that can take the job now (sorted by node_id), and why each other node cannot."""
+    fit: list[NodeSnapshot] = []
+    reasons: dict[str, str] = {}
+    for node in sorted(nodes, key=_node_id):
+        why = _unfit_reason(node, req, exclude)
+        if why is None and node.free_slots <= 0:
+            why = f"{_NO_SLOT} ({node.in_flight}/{node.max_concurrent} in flight)"
+        if why is None:
+            fit.append(node)
+        else:
+            reasons[node.node_id] = why
+    return fit, reasons
+
+
+def choose_node(
+    nodes: Sequence[NodeSnapshot],
+    req: Requirements,
+    *,
+    strategy: Strategy,
+    exclude: frozenset[str] = frozenset(),
+    cursor: int = 0,
+    rng: random.Random | None = None,
+) -> NodeSnapshot:
+    """Pick one node for the job; raise NoFreeSlot when only full nodes fit, NoEligibleNode when none do."""
+    fit, reasons = eligible(nodes, req, exclude=exclude)
+    if not fit:
+        only_full = any(why.startswith(_NO_SLOT) for why in reasons.values())
+        error = NoFreeSlot if only_full else NoEligibleNode
+        raise error(reasons, task_type=req.task_type)
+    pick = _STRATEGIES[strategy]
+    return pick(fit, req, cursor, rng or random.Random())
+
+
+def _node_id(node: NodeSnapshot) -> str:
+    return node.node_id
+
+
+def _load_key(node: NodeSnapshot) -> tuple[float, int, str]:
+    return (node.load, node.in_flight, node.node_id)
+
+
+def _round_robin(fit: list[NodeSnapshot], _req: Requirements, cursor: int, _rng: random.Random) -> NodeSnapshot:
+    return fit[cursor % len(fit)]
+
+
+def _least_loaded(fit: list[NodeSnapshot], _req: Requirements, _cursor: int, _rng: random.Random) -> NodeSnapshot:
+    return min(fit, key=_load_key)
+
+
+def _weighted(fit: list[NodeSnapshot], _req: Requirements, _cursor: int, rng: random.Random) -> NodeSnapshot:
+    # Weight-proportional random: stateless, so several workers choosing at once still share out by weight.
+    return rng.choices(fit, weights=[node.weight for node in fit], k=1)[0]
+
+
+def _random(fit: list[NodeSnapshot], _req: Requirements, _cursor: int, rng: random.Random) -> NodeSnapshot:
+    return rng.choice(fit)
+
+
+def _model_aware(fit: list[NodeSnapshot], req: Requirements, cursor: int, rng: random.Random) -> NodeSnapshot:
+    # A node whose last job loaded the same checkpoint skips the model load: prefer it, least loaded first.
+    warm = [node for node in fit if node.last_checkpoint and node.last_checkpoint in req.checkpoints]
+    return _least_loaded(warm or fit, req, cursor, rng)
+
+
+_Picker = Callable[[list[NodeSnapshot], Requirements, int, random.Random], NodeSnapshot]
+_STRATEGIES: dict[str, _Picker] = {
+    "round_robin": _round_robin,
+    "least_loaded": _least_loaded,
+    "weighted": _weighted,
+    "random": _random,
+    "model_aware": _model_aware,
+}

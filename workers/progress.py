@@ -1,0 +1,213 @@
+"""The progress bus: job events from flows to the API's WebSockets, over Redis pub/sub or HTTP to the API.
+
+Events are small dicts: `{"type": "status"|"progress"|"preview"|"result"|..., "job_id": ..., "client_id": ...}`.
+Flows publish with `await get_publisher().publish(event)`; the API holds one `ProgressBus` that fans events out
+to the subscribed sockets of the job's owner (and to admin subscribers, who see everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+import redis.asyncio as aioredis
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from comfyws.config import get_config
+from comfyws.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+CHANNEL = "comfyws:job-events"
+INTERNAL_TOKEN_HEADER = "X-Comfyws-Internal-Token"
+EVENTS_PATH = "/internal/events"
+_QUEUE_SIZE = 256
+
+
+class ProgressSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMFYWS_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Redis for job events; else config.yaml `redis:`, else HTTP")
+
+
+def redis_url() -> str | None:
+    """COMFYWS_REDIS_URL, else the config.yaml `redis:` block, else None (HTTP to the API)."""
+    explicit = ProgressSettings().redis_url
+    if explicit:
+        return explicit
+    try:
+        block = get_config().redis
+    except Exception:  # noqa: BLE001 - a missing config file means the embedded default
+        return None
+    return block.url() if block is not None else None
+
+
+def job_of(event: Event) -> str | None:
+    """Flows name the job `task_id` (the clients' word) or `job_id`; both are accepted."""
+    return event.get("job_id") or event.get("task_id")
+
+
+class Subscription:
+    """One subscriber's queue; `client_id=None` sees every client's events (admins)."""
+
+    def __init__(self, *, client_id: str | None, job_id: str | None) -> None:
+        self.client_id = client_id
+        self.job_id = job_id
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=_QUEUE_SIZE)
+
+    def matches(self, event: Event) -> bool:
+        if self.client_id is not None and event.get("client_id") != self.client_id:
+            return False
+        return self.job_id is None or job_of(event) == self.job_id
+
+    def offer(self, event: Event) -> None:
+        """Queue without blocking the publisher; a slow reader loses its oldest events, not the newest."""
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+        self.queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+class ProgressBus:
+    """In-process fan-out; with Redis, events go through the channel so every API process sees them."""
+
+    def __init__(self, *, redis_url: str | None = None) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._redis_url = redis_url
+        self._redis: aioredis.Redis | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self._redis_url else "local"
+
+    async def start(self) -> None:
+        if self._redis_url is None:
+            return
+        self._redis = aioredis.from_url(self._redis_url, decode_responses=True)
+        self._listener = asyncio.create_task(self._listen(), name="progress-bus-redis")
+        # Wait until SUBSCRIBE is acknowledged so events published right after start are not lost.
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def publish(self, event: Event) -> None:
+        if self._redis is not None:
+            await self._redis.publish(CHANNEL, json.dumps(event))
+        else:
+            self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        for subscription in list(self._subscriptions):
+            if subscription.matches(event):
+                subscription.offer(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, *, client_id: str | None, job_id: str | None = None
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(client_id=client_id, job_id=job_id)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+
+    async def _listen(self) -> None:
+        assert self._redis is not None
+        while True:
+            try:
+                await self._relay(self._redis)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a dropped connection is retried; the API keeps serving
+                log.exception("progress bus lost Redis; reconnecting")
+                await asyncio.sleep(1)
+
+    async def _relay(self, client: aioredis.Redis) -> None:
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(CHANNEL)
+            async for message in pubsub.listen():
+                if message["type"] == "subscribe":
+                    self._ready.set()
+                elif message["type"] == "message":
+                    self.deliver(json.loads(message["data"]))
+
+
+class Publisher(Protocol):
+    async def publish(self, event: Event) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpPublisher:
+    """POSTs each event to the API over one kept-alive connection; a lost event is logged, never raised."""
+
+    def __init__(self, api_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=api_url, headers={INTERNAL_TOKEN_HEADER: token}, timeout=5.0, transport=transport
+        )
+
+    async def publish(self, event: Event) -> None:
+        try:
+            response = await self._client.post(EVENTS_PATH, json=event)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("progress event for job %s not delivered: %s", event.get("job_id"), exc)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class RedisPublisher:
+    """PUBLISHes each event on the bus channel."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = aioredis.from_url(url, decode_responses=True)
+
+    async def publish(self, event: Event) -> None:
+        try:
+            await self._redis.publish(CHANNEL, json.dumps(event))
+        except aioredis.RedisError as exc:
+            log.warning("progress event for job %s not delivered: %s", event.get("job_id"), exc)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+_publishers: dict[int, Publisher] = {}
+
+
+def get_publisher() -> Publisher:
+    """The publisher of the running event loop (connections are bound to a loop), made on first use."""
+    loop_id = id(asyncio.get_running_loop())
+    publisher = _publishers.get(loop_id)
+    if publisher is None:
+        publisher = make_publisher()
+        _publishers[loop_id] = publisher
+    return publisher
+
+
+def make_publisher() -> Publisher:
+    url = redis_url()
+    if url:
+        return RedisPublisher(url)
+    settings = get_settings()
+    return HttpPublisher(settings.api_url, settings.internal_token)

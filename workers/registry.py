@@ -1,0 +1,242 @@
+"""The node registry: static and dynamic nodes in the admin database, snapshots for the balancer, atomic claims.
+
+A claim touches two databases (nodes in admin, jobs in shared) that share no transaction. It is made safe by one
+lock in the admin database, held from before the in-flight count is read until after the job row is committed:
+- MySQL: `SELECT ... FOR UPDATE` on the group's round-robin row (`Setting "rr.<group>"`, created on demand);
+- SQLite: `BEGIN IMMEDIATE`, which takes the admin file's write lock.
+Every claim for a group takes that lock, so claims are serialised: each reads the RUNNING count after the previous
+claim's job row was committed and cannot over-fill a node. Anything else that changes jobs only ends them, which
+lowers the count, so it cannot break the bound. If the admin commit fails after the shared commit, only the
+round-robin cursor is lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, get_args
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from comfyws.config import NodesConfig, Strategy
+from database.admin.models import AuditLog, Node, Setting
+from database.engine import session_scope
+from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
+from database.shared.models import Job
+from database.types import utcnow
+from workers.balancer import NodeSnapshot, Requirements, choose_node
+
+__all__ = [
+    "NodeConflict", "claim_node", "get_strategy", "heartbeat", "list_snapshots", "record_last_checkpoint",
+    "register_node", "set_strategy", "sync_static_nodes",
+]
+
+STRATEGIES: frozenset[str] = frozenset(get_args(Strategy))
+
+
+class NodeConflict(Exception):
+    """A dynamic registration used the id of a node defined in config.yaml."""
+
+
+class UnknownJob(Exception):
+    """claim_node was given a job id the ledger does not hold."""
+
+
+def strategy_key(group: str) -> str:
+    return f"strategy.{group}"
+
+
+def cursor_key(group: str) -> str:
+    return f"rr.{group}"
+
+
+def sync_static_nodes(config: NodesConfig) -> None:
+    """Make the registry's static nodes match config.yaml; run-time state (status, enabled, draining) is kept."""
+    wanted = {node.node_id: node for node in config.static_nodes}
+    with session_scope(DatabaseName.ADMIN) as session:
+        existing = {row.node_id: row for row in session.scalars(select(Node))}
+        for node_id, spec in wanted.items():
+            row = existing.get(node_id) or Node(node_id=node_id, status=NodeStatus.UNKNOWN, enabled=True)
+            row.source = NodeSource.STATIC
+            row.base_url = spec.base_url
+            row.group = spec.group
+            row.max_concurrent = spec.max_concurrent
+            row.capabilities = list(spec.capabilities)
+            row.weight = spec.weight
+            session.add(row)
+        for node_id, row in existing.items():
+            if row.source == NodeSource.STATIC and node_id not in wanted:
+                session.delete(row)
+
+
+def register_node(
+    *, node_id: str, base_url: str, group: str, max_concurrent: int, capabilities: Iterable[str], weight: float
+) -> Node:
+    """Add or update a dynamic node; a re-registration keeps its health and admin state."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        row = session.get(Node, node_id)
+        if row is not None and row.source == NodeSource.STATIC:
+            raise NodeConflict(f"node {node_id!r} is defined in config.yaml")
+        if row is None:
+            row = Node(node_id=node_id, source=NodeSource.DYNAMIC, status=NodeStatus.UNKNOWN, enabled=True)
+            session.add(row)
+        if row.base_url != base_url:
+            # Another server now: what was read from the old one says nothing about it.
+            row.checkpoints, row.node_classes, row.status = [], [], NodeStatus.UNKNOWN
+        row.base_url = base_url
+        row.group = group
+        row.max_concurrent = max_concurrent
+        row.capabilities = list(capabilities)
+        row.weight = weight
+        row.last_seen_at = utcnow()
+        session.flush()
+        return row
+
+
+def heartbeat(node_id: str) -> bool:
+    """Note that a node is alive; False when the node is not registered."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        row = session.get(Node, node_id)
+        if row is None:
+            return False
+        row.last_seen_at = utcnow()
+        return True
+
+
+def record_last_checkpoint(node_id: str, checkpoint: str | None) -> None:
+    """Remember the checkpoint a node loaded last (model-aware routing); unknown nodes are ignored."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        row = session.get(Node, node_id)
+        if row is not None:
+            row.last_checkpoint = checkpoint
+
+
+def list_snapshots(group: str | None = None) -> list[NodeSnapshot]:
+    """Every node (of one group, or all) with its in-flight count from the job ledger, sorted by node_id."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        nodes = _nodes(session, group)
+    return _snapshots(nodes, _running_counts([n.node_id for n in nodes]))
+
+
+def get_strategy(group: str, default: Strategy) -> Strategy:
+    """The group's strategy: an admin override (Setting `strategy.<group>`) wins over config."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        return _strategy(session, group, default)
+
+
+def set_strategy(group: str, strategy: Strategy, *, actor: str) -> None:
+    """Override a group's strategy at run time; claims use it from the next one on."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(sorted(STRATEGIES))}")
+    with session_scope(DatabaseName.ADMIN) as session:
+        row = session.get(Setting, strategy_key(group))
+        if row is None:
+            session.add(Setting(key=strategy_key(group), value=strategy, updated_by=actor))
+        else:
+            row.value, row.updated_by = strategy, actor
+        session.add(AuditLog(actor=actor, action="set_strategy", target=group, detail={"strategy": strategy}))
+
+
+def claim_node(
+    job_id: str, group: str, req: Requirements, *, strategy: Strategy, exclude: frozenset[str]
+) -> NodeSnapshot:
+    """Choose a node of the group and mark the job RUNNING on it, atomically across processes.
+
+    `strategy` is the config default; an admin override for the group wins. Raises NoFreeSlot (retryable) when
+    every fitting node is full and NoEligibleNode when none fits.
+    """
+    _ensure_cursor_row(group)
+    with session_scope(DatabaseName.ADMIN) as admin:
+        cursor_row = _lock_group(admin, group)
+        nodes = _nodes(admin, group)
+        effective = _strategy(admin, group, strategy)
+        snapshots = _snapshots(nodes, _running_counts([n.node_id for n in nodes], except_job=job_id))
+        cursor = cursor_row.value if isinstance(cursor_row.value, int) else 0
+        chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor)
+        _assign(job_id, chosen.node_id)  # commits in the shared DB while the admin lock is still held
+        cursor_row.value = cursor + 1
+    return chosen
+
+
+def _assign(job_id: str, node_id: str) -> None:
+    with session_scope(DatabaseName.SHARED) as shared:
+        job = shared.get(Job, job_id)
+        if job is None:
+            raise UnknownJob(f"job {job_id!r} is not in the ledger")
+        job.node_id = node_id
+        job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or utcnow()
+
+
+def _ensure_cursor_row(group: str) -> None:
+    """Create the group's lock row once; a concurrent creator winning the race is fine."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        if session.get(Setting, cursor_key(group)) is not None:
+            return
+    try:
+        with session_scope(DatabaseName.ADMIN) as session:
+            session.add(Setting(key=cursor_key(group), value=0, updated_by="registry"))
+    except IntegrityError:
+        pass
+
+
+def _lock_group(session: Session, group: str) -> Setting:
+    if session.get_bind().dialect.name == "sqlite":
+        # pysqlite begins transactions lazily (and only before writes); take the write lock now instead.
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    stmt = select(Setting).where(Setting.key == cursor_key(group)).with_for_update()
+    return session.scalars(stmt).one()
+
+
+def _nodes(session: Session, group: str | None) -> list[Node]:
+    stmt = select(Node).order_by(Node.node_id)
+    if group is not None:
+        stmt = stmt.where(Node.group == group)
+    return list(session.scalars(stmt))
+
+
+def _strategy(session: Session, group: str, default: Strategy) -> Strategy:
+    row = session.get(Setting, strategy_key(group))
+    value: Any = row.value if row is not None else None
+    return value if value in STRATEGIES else default
+
+
+def _running_counts(node_ids: list[str], *, except_job: str | None = None) -> Counter[str]:
+    if not node_ids:
+        return Counter()
+    stmt = (
+        select(Job.node_id, func.count())
+        .where(Job.status == JobStatus.RUNNING, Job.node_id.in_(node_ids))
+        .group_by(Job.node_id)
+    )
+    if except_job is not None:
+        # A job re-claimed after a failed attempt must not count against the node it is leaving.
+        stmt = stmt.where(Job.id != except_job)
+    with session_scope(DatabaseName.SHARED) as shared:
+        return Counter({str(node_id): int(count) for node_id, count in shared.execute(stmt)})
+
+
+def _snapshots(nodes: list[Node], running: Counter[str]) -> list[NodeSnapshot]:
+    return [_snapshot(node, running[node.node_id]) for node in nodes]
+
+
+def _snapshot(node: Node, in_flight: int) -> NodeSnapshot:
+    return NodeSnapshot(
+        node_id=node.node_id,
+        base_url=node.base_url,
+        group=node.group,
+        status=NodeStatus(node.status),
+        enabled=bool(node.enabled),
+        draining=bool(node.draining),
+        max_concurrent=node.max_concurrent,
+        in_flight=in_flight,
+        queue_depth=node.queue_depth or 0,
+        capabilities=tuple(node.capabilities or ()),
+        checkpoints=frozenset(node.checkpoints or ()),
+        node_classes=frozenset(node.node_classes or ()),
+        weight=node.weight,
+        last_checkpoint=node.last_checkpoint,
+        vram_free=node.vram_free,
+    )
