@@ -56,7 +56,7 @@ def test_none_counts_as_not_given(tiny: Workflow) -> None:
 def test_seed_minus_one_is_randomised_and_recorded(tiny: Workflow) -> None:
     first = render(tiny, {"seed": -1}, rng=random.Random(1))
     assert first.seed == first.values["seed"] == first.graph["5"]["inputs"]["seed"]
-    assert 0 <= first.seed <= 2**63 - 1
+    assert first.seed is not None and 0 <= first.seed <= 2**63 - 1
     assert render(tiny, {}, rng=random.Random(1)).seed == first.seed  # absent = the default -1
     assert render(tiny, {}).seed != render(tiny, {}).seed
     assert render(tiny, {"seed": 1234}).graph["5"]["inputs"]["seed"] == 1234
