@@ -23,7 +23,7 @@ from flows.settings import get_flow_settings
 from workers import registry
 from workers.balancer import NoEligibleNode, NodeSnapshot, requirements_for
 from workers.comfyui.client import ComfyUIClient
-from workers.comfyui.errors import ExecutionFailed, NodeUnavailable, PromptLost
+from workers.comfyui.errors import ComfyUIError, ExecutionFailed, NodeTimeout, NodeUnavailable
 from workers.comfyui.models import RunResult
 
 # A node that is down, hangs, loses the prompt or fails while running it: the job moves to another node.
@@ -48,7 +48,7 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
     prompt_id = str(uuid.uuid4())
     attempt_id = await ledger.start_attempt(job_id, node_id=node.node_id, prompt_id=prompt_id)
     await publish(job_id, prepared.client_id, "status", status="running", node_id=node.node_id)
-    async with _client(node.base_url, prompt_id) as client:
+    async with ComfyUIClient(node.base_url, client_id="comfyws") as client:
         try:
             graph = await _upload_inputs(client, prepared)
             result = await client.run(
@@ -59,9 +59,19 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
                 total_timeout=get_flow_settings().total_timeout_s,
             )
         except BaseException as exc:
+            if isinstance(exc, NodeTimeout):  # free the hung node's queue before the job moves on
+                await _stop_prompt(client, prompt_id)
             await _attempt_failed(job_id, attempt_id, exc)
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
+
+
+async def _stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
+    try:
+        await client.delete_from_queue([prompt_id])
+        await client.interrupt(prompt_id)
+    except ComfyUIError:
+        pass  # the node is in trouble anyway; the job has moved on
 
 
 async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
@@ -73,7 +83,7 @@ async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
     if node is None:
         await _attempt_failed(job_id, attempt.id, NodeUnavailable(f"node {attempt.node_id} is gone"))
         return None
-    async with _client(node.base_url, attempt.prompt_id) as client:
+    async with ComfyUIClient(node.base_url, client_id="comfyws") as client:
         try:
             result = await client.follow(
                 attempt.prompt_id,
@@ -156,14 +166,3 @@ def _snapshot(node_id: str) -> NodeSnapshot | None:
     return next((n for n in registry.list_snapshots() if n.node_id == node_id), None)
 
 
-class _client:
-    """A ComfyUI client for one attempt; its socket's clientId is the prompt's, so only its messages arrive."""
-
-    def __init__(self, base_url: str, prompt_id: str) -> None:
-        self.client = ComfyUIClient(base_url, client_id=f"comfyws-{prompt_id}")
-
-    async def __aenter__(self) -> ComfyUIClient:
-        return self.client
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()

@@ -7,15 +7,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from workers.comfyui.errors import ComfyUIError, NodeUnavailable, OutputMissing, PromptRejected
-from workers.comfyui.events import Event
 from workers.comfyui.models import (
-    FileRef,
     Features,
+    FileRef,
     HistoryEntry,
     NodeSchema,
     QueueState,
@@ -46,7 +45,7 @@ class ComfyUIClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout)
 
-    async def __aenter__(self) -> ComfyUIClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -79,12 +78,18 @@ class ComfyUIClient:
         known = await self._known(prompt_id)
         if known is not None:
             return known
-        body: dict[str, Any] = {"prompt": dict(graph), "client_id": client_id or self.client_id, "prompt_id": prompt_id}
+        body: dict[str, Any] = {
+            "prompt": dict(graph),
+            "client_id": client_id or self.client_id,
+            "prompt_id": prompt_id,
+        }
         if front:
             body["front"] = True
         response = await self._request("POST", "/prompt", json=body)
         if response.status_code == 400:
-            raise PromptRejected.from_failure(ValidationFailure.model_validate(_json(response)), prompt_id=prompt_id)
+            raise PromptRejected.from_failure(
+                ValidationFailure.model_validate(_json(response)), prompt_id=prompt_id
+            )
         result = SubmitResult.model_validate(self._checked_json(response))
         if result.node_errors:
             await self._drop_partial(prompt_id)
@@ -169,14 +174,18 @@ class ComfyUIClient:
         partial = target.with_name(f".{target.name}.part")
         url = f"{self.base_url}/view"
         try:
-            async with self._http.stream("GET", url, params=_view_params(ref), timeout=self.timeout) as response:
+            async with self._http.stream(
+                "GET", url, params=_view_params(ref), timeout=self.timeout
+            ) as response:
                 self._check_view(response, ref)
                 with partial.open("wb") as sink:
                     async for chunk in response.aiter_bytes():
                         sink.write(chunk)
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
-            raise NodeUnavailable(f"download of {ref.filename} failed: {exc!r}", base_url=self.base_url) from exc
+            raise NodeUnavailable(
+                f"download of {ref.filename} failed: {exc!r}", base_url=self.base_url
+            ) from exc
         # Rename last so that a reader never sees a half-written file.
         partial.replace(target)
         return target
@@ -187,9 +196,13 @@ class ComfyUIClient:
         """Put an input image on the node; the answer names the file as stored (it may be renamed)."""
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         form = {"subfolder": subfolder, "type": "input", "overwrite": "true" if overwrite else "false"}
-        response = await self._request("POST", "/upload/image", files={"image": (filename, data, mime)}, data=form)
+        response = await self._request(
+            "POST", "/upload/image", files={"image": (filename, data, mime)}, data=form
+        )
         raw = self._checked_json(response)
-        return FileRef(filename=raw["name"], subfolder=raw.get("subfolder", ""), type=raw.get("type", "input"))
+        return FileRef(
+            filename=raw["name"], subfolder=raw.get("subfolder", ""), type=raw.get("type", "input")
+        )
 
     # -- runs --------------------------------------------------------------------------------------------
 
@@ -208,13 +221,18 @@ class ComfyUIClient:
         options = TrackerOptions(idle_timeout, total_timeout, poll_interval)
         # One socket per run: sockets sharing a clientId replace each other, so concurrent runs need their own.
         client_id = f"{self.client_id}-{prompt_id}"
-        async with RunTracker(self, prompt_id, client_id=client_id, on_event=on_event, options=options) as tracker:
+        async with RunTracker(
+            self, prompt_id, client_id=client_id, on_event=on_event, options=options
+        ) as tracker:
             submitted = await self.submit(graph, prompt_id=prompt_id, front=front, client_id=client_id)
             if not submitted.already_known:
                 return await tracker.wait()
         # The node had this prompt before (a retried task): follow it under the client_id it was sent with.
         return await self.follow(
-            prompt_id, on_event=on_event, idle_timeout=idle_timeout, total_timeout=total_timeout,
+            prompt_id,
+            on_event=on_event,
+            idle_timeout=idle_timeout,
+            total_timeout=total_timeout,
             poll_interval=poll_interval,
         )
 
@@ -232,14 +250,18 @@ class ComfyUIClient:
         # Node messages go only to the socket of the prompt's own client_id, so listen under that one.
         client_id = item.client_id if item and item.client_id else f"{self.client_id}-{prompt_id}"
         options = TrackerOptions(idle_timeout, total_timeout, poll_interval)
-        async with RunTracker(self, prompt_id, client_id=client_id, on_event=on_event, options=options) as tracker:
+        async with RunTracker(
+            self, prompt_id, client_id=client_id, on_event=on_event, options=options
+        ) as tracker:
             return await tracker.wait(reconcile_first=True)
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
+            response = await self._http.request(
+                method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs
+            )
         except httpx.TransportError as exc:
             raise NodeUnavailable(f"{method} {path} failed: {exc!r}", base_url=self.base_url) from exc
         if response.status_code >= 500:

@@ -21,7 +21,9 @@ class PromptLost(NodeUnavailable):
     """The prompt is in neither queue nor history: the node restarted and forgot it."""
 
     def __init__(self, prompt_id: str, *, base_url: str = "") -> None:
-        super().__init__(f"prompt {prompt_id} is in neither queue nor history of {base_url}", base_url=base_url)
+        super().__init__(
+            f"prompt {prompt_id} is in neither queue nor history of {base_url}", base_url=base_url
+        )
         self.prompt_id = prompt_id
 
 

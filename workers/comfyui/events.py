@@ -181,8 +181,16 @@ class Unknown(Event):
 _TEXT_EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
-        FeatureFlags, ExecutionStart, ExecutionCached, Executing, Executed, Progress,
-        ProgressState, ExecutionSuccess, ExecutionError, ExecutionInterrupted,
+        FeatureFlags,
+        ExecutionStart,
+        ExecutionCached,
+        Executing,
+        Executed,
+        Progress,
+        ProgressState,
+        ExecutionSuccess,
+        ExecutionError,
+        ExecutionInterrupted,
     )
 }
 
@@ -251,7 +259,9 @@ def _preview_with_metadata(frame: bytes) -> Preview | Unknown:
     return _preview(image, image_format, metadata)
 
 
-def _preview(image: bytes, image_format: ImageFormat | None, metadata: PreviewMetadata | None) -> Preview | Unknown:
+def _preview(
+    image: bytes, image_format: ImageFormat | None, metadata: PreviewMetadata | None
+) -> Preview | Unknown:
     if image_format is None:
         return Unknown(type_name="binary_unknown_image_format")
     return Preview(
@@ -269,9 +279,12 @@ def _sniff(image: bytes) -> ImageFormat | None:
 
 def _format_from_mime(mime: str | None) -> ImageFormat | None:
     subtype = (mime or "").rpartition("/")[2].lower()
-    return {"jpeg": ImageFormat.JPEG, "jpg": ImageFormat.JPEG, "png": ImageFormat.PNG, "webp": ImageFormat.WEBP}.get(
-        subtype
-    )
+    return {
+        "jpeg": ImageFormat.JPEG,
+        "jpg": ImageFormat.JPEG,
+        "png": ImageFormat.PNG,
+        "webp": ImageFormat.WEBP,
+    }.get(subtype)
 
 
 def _status(data: dict[str, Any]) -> Status:

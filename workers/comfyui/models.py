@@ -18,9 +18,23 @@ from workers.comfyui.events import (
 from workers.comfyui.outputs import FileRef, FileType, NodeOutput, output_files
 
 __all__ = [
-    "Device", "ErrorDetail", "Features", "FileRef", "FileType", "HistoryEntry", "HistoryStatus",
-    "NodeError", "NodeOutput", "NodeSchema", "QueueItem", "QueueState", "RunResult", "SubmitResult",
-    "SystemInfo", "SystemStats", "ValidationFailure",
+    "Device",
+    "ErrorDetail",
+    "Features",
+    "FileRef",
+    "FileType",
+    "HistoryEntry",
+    "HistoryStatus",
+    "NodeError",
+    "NodeOutput",
+    "NodeSchema",
+    "QueueItem",
+    "QueueState",
+    "RunResult",
+    "SubmitResult",
+    "SystemInfo",
+    "SystemStats",
+    "ValidationFailure",
 ]
 
 
@@ -97,7 +111,9 @@ class HistoryEntry(BaseModel):
         prompt = raw.get("prompt") or [0, prompt_id, {}, {}, []]
         extra = prompt[3] if len(prompt) > 3 and isinstance(prompt[3], dict) else {}
         status = raw.get("status") or {}
-        messages = [event_from(str(pair[0]), pair[1]) for pair in status.get("messages", []) if len(pair) == 2]
+        messages = [
+            event_from(str(pair[0]), pair[1]) for pair in status.get("messages", []) if len(pair) == 2
+        ]
         return cls(
             prompt_id=prompt_id,
             number=int(prompt[0]),
@@ -128,7 +144,11 @@ class HistoryEntry(BaseModel):
     def duration_s(self) -> float | None:
         """Seconds from `execution_start` to the end message, from the server's own timestamps."""
         start = next((m.timestamp for m in self.messages if isinstance(m, ExecutionStart)), None)
-        ends = [m for m in self.messages if isinstance(m, ExecutionSuccess | ExecutionError | ExecutionInterrupted)]
+        ends = [
+            m
+            for m in self.messages
+            if isinstance(m, ExecutionSuccess | ExecutionError | ExecutionInterrupted)
+        ]
         end = ends[-1].timestamp if ends else None
         return (end - start) / 1000.0 if start is not None and end is not None else None
 
@@ -244,8 +264,8 @@ class NodeSchema(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     name: str
-    display_name: str = ""
-    category: str = ""
+    display_name: str | None = None
+    category: str | None = None
     input: NodeInputs = Field(default_factory=NodeInputs)
     output: list[str] = Field(default_factory=list)
     output_name: list[str] = Field(default_factory=list)

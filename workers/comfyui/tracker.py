@@ -8,21 +8,27 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from workers.comfyui.errors import ExecutionFailed, NodeTimeout, NodeUnavailable, PromptInterrupted, PromptLost
+from workers.comfyui.errors import (
+    ExecutionFailed,
+    NodeTimeout,
+    NodeUnavailable,
+    PromptInterrupted,
+    PromptLost,
+)
 from workers.comfyui.events import (
     Event,
+    Executed,
+    Executing,
     ExecutionCached,
     ExecutionError,
     ExecutionInterrupted,
     ExecutionStart,
     ExecutionSuccess,
-    Executed,
-    Executing,
     Preview,
     parse_binary,
     parse_message,
@@ -99,8 +105,9 @@ class RunTracker:
         now = time.monotonic()
         self._last_frame = self._last_own_event = self._last_reconcile = now
 
-    async def __aenter__(self) -> RunTracker:
-        await self._connect()
+    async def __aenter__(self) -> Self:
+        # No retries before submitting: nothing is lost yet, so an unreachable node is the caller's to route around.
+        await self._connect(delays=())
         return self
 
     async def __aexit__(
@@ -126,10 +133,10 @@ class RunTracker:
 
     # -- socket ------------------------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _connect(self, *, delays: tuple[float, ...] = RECONNECT_DELAYS) -> None:
         url = f"{self._client.ws_url}?clientId={self._client_id}"
         last_error: Exception | None = None
-        for delay in (0.0, *RECONNECT_DELAYS):
+        for delay in (0.0, *delays):
             await asyncio.sleep(delay)
             try:
                 self._ws = await connect(
@@ -144,7 +151,9 @@ class RunTracker:
 
     async def _receive(self, deadline: float | None) -> str | bytes | None:
         """The next frame, or None when the poll interval passed quietly or the socket was replaced."""
-        assert self._ws is not None, "wait() raises before receiving on a lost socket"
+        if self._ws is None:
+            # Unreachable in practice: wait() reconciles and raises before reading from a lost socket.
+            raise NodeUnavailable("no WebSocket to read from", base_url=self._client.base_url)
         timeout = min(self._options.poll_interval, self._options.idle_timeout)
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
@@ -263,7 +272,9 @@ class RunTracker:
             message = f"WebSocket to {base_url} lost while prompt {self._prompt_id} is queued"
             raise NodeUnavailable(message, base_url=base_url)
         if self._idle():
-            message = f"node silent for {self._options.idle_timeout}s while prompt {self._prompt_id} is queued"
+            message = (
+                f"node silent for {self._options.idle_timeout}s while prompt {self._prompt_id} is queued"
+            )
             raise NodeTimeout(message, prompt_id=self._prompt_id, base_url=base_url)
 
     def _check_deadline(self, deadline: float | None) -> None:
@@ -287,6 +298,10 @@ def _failure_error(
             outputs=outputs,
         )
     return ExecutionFailed(
-        prompt_id=prompt_id, node_id=None, node_type=None, exception_type="", exception_message="run ended in error",
+        prompt_id=prompt_id,
+        node_id=None,
+        node_type=None,
+        exception_type="",
+        exception_message="run ended in error",
         outputs=outputs,
     )
