@@ -1,4 +1,7 @@
-"""Fixture for the registry and health tests: fresh SQLite admin and shared databases in a temp directory."""
+"""Fixture for the registry and health tests: fresh databases (SQLite files, or MariaDB schemas) with tables.
+
+Tables come from each database's metadata (create_all) so these tests do not depend on the migrations.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,43 @@ import pytest
 
 from comfyws.settings import get_settings
 from database.admin.models import Node
+from database.alembic_env import load_models
 from database.engine import METADATA, get_engine, reset_engines, session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
 from database.shared.models import Job
+from tests.fixtures.databases import MariaDB
+
+BACKENDS = ["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)]
+
+
+def _urls(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[DatabaseName, str]:
+    if backend == "sqlite":
+        return {name: f"sqlite:///{tmp_path / f'{name.value}.db'}" for name in DatabaseName}
+    server: MariaDB = request.getfixturevalue("mariadb")
+    return server.urls(f"w{uuid.uuid4().hex[:6]}").urls
 
 
 @pytest.fixture
-def registry_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the three databases at files under tmp_path and create their tables."""
+def sqlite_registry_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Empty SQLite databases under tmp_path with every table; env and engines point at them."""
+    yield from _use("sqlite", tmp_path, monkeypatch, None)
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The same on SQLite and on MariaDB (the row-lock path of claims)."""
+    yield from _use(request.param, tmp_path, monkeypatch, request)
+
+
+def _use(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest | None
+) -> Iterator[Path]:
     monkeypatch.setenv("COMFYWS_DATA_DIR", str(tmp_path))
-    for name in DatabaseName:
-        monkeypatch.setenv(f"COMFYWS_DB_{name.value.upper()}_URL", f"sqlite:///{tmp_path / f'{name.value}.db'}")
+    for name, url in _urls(backend, tmp_path, request).items():  # type: ignore[arg-type]
+        monkeypatch.setenv(f"COMFYWS_DB_{name.value.upper()}_URL", url)
     get_settings.cache_clear()
     reset_engines()
+    load_models()
     for name, metadata in METADATA.items():
         metadata.create_all(get_engine(name))
     yield tmp_path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +17,8 @@ from workers.balancer import NoEligibleNode, NoFreeSlot, Requirements
 
 REQ = Requirements(task_type="text_to_image")
 
+pytestmark = pytest.mark.usefixtures("registry_db")
+
 
 def _node(node_id: str) -> Node | None:
     with session_scope(DatabaseName.ADMIN) as session:
@@ -25,11 +26,15 @@ def _node(node_id: str) -> Node | None:
 
 
 def _config(*nodes: StaticNode) -> NodesConfig:
-    return NodesConfig(static_nodes=list(nodes))
+    return NodesConfig.model_validate({"static_nodes": list(nodes)})
 
 
-def test_sync_static_nodes_upserts_keeps_admin_state_and_removes_dropped(registry_db: Path) -> None:
-    registry.sync_static_nodes(_config(StaticNode(node_id="a", host="h1"), StaticNode(node_id="b", host="h2")))
+def _static(node_id: str, host: str, **fields: object) -> StaticNode:
+    return StaticNode.model_validate({"node_id": node_id, "host": host, **fields})
+
+
+def test_sync_static_nodes_upserts_keeps_admin_state_and_removes_dropped() -> None:
+    registry.sync_static_nodes(_config(_static("a", "h1"), _static("b", "h2")))
     with session_scope(DatabaseName.ADMIN) as session:
         row = session.get(Node, "a")
         assert row is not None
@@ -37,7 +42,7 @@ def test_sync_static_nodes_upserts_keeps_admin_state_and_removes_dropped(registr
     registry.register_node(node_id="dyn", base_url="http://d:1", group="default", max_concurrent=1,
                            capabilities=[], weight=1.0)
 
-    registry.sync_static_nodes(_config(StaticNode(node_id="a", host="h9", port=9000, max_concurrent=4)))
+    registry.sync_static_nodes(_config(_static("a", "h9", port=9000, max_concurrent=4)))
 
     a = _node("a")
     assert a is not None and a.base_url == "http://h9:9000" and a.max_concurrent == 4
@@ -46,8 +51,8 @@ def test_sync_static_nodes_upserts_keeps_admin_state_and_removes_dropped(registr
     assert _node("dyn") is not None, "dynamic nodes are not the config's to remove"
 
 
-def test_register_node_is_dynamic_and_cannot_take_a_static_id(registry_db: Path) -> None:
-    registry.sync_static_nodes(_config(StaticNode(node_id="a", host="h1")))
+def test_register_node_is_dynamic_and_cannot_take_a_static_id() -> None:
+    registry.sync_static_nodes(_config(_static("a", "h1")))
     node = registry.register_node(node_id="gpu7", base_url="http://gpu7:8188", group="video", max_concurrent=2,
                                   capabilities=["image_to_video"], weight=2.0)
     assert node.source == NodeSource.DYNAMIC and node.status == NodeStatus.UNKNOWN
@@ -59,7 +64,7 @@ def test_register_node_is_dynamic_and_cannot_take_a_static_id(registry_db: Path)
     assert snap.capabilities == ("image_to_video",) and snap.weight == 2.0
 
 
-def test_snapshots_count_running_jobs_as_in_flight(registry_db: Path) -> None:
+def test_snapshots_count_running_jobs_as_in_flight() -> None:
     add_node("a", max_concurrent=3)
     add_node("b", group="other")
     add_job(status=JobStatus.RUNNING, node_id="a")
@@ -70,7 +75,7 @@ def test_snapshots_count_running_jobs_as_in_flight(registry_db: Path) -> None:
     assert {s.node_id for s in registry.list_snapshots()} == {"a", "b"}
 
 
-def test_claim_marks_job_running_on_the_chosen_node(registry_db: Path) -> None:
+def test_claim_marks_job_running_on_the_chosen_node() -> None:
     add_node("a")
     job_id = add_job()
     chosen = registry.claim_node(job_id, "default", REQ, strategy="least_loaded", exclude=frozenset())
@@ -79,7 +84,7 @@ def test_claim_marks_job_running_on_the_chosen_node(registry_db: Path) -> None:
     assert job.started_at is not None
 
 
-def test_claim_raises_no_free_slot_when_full_and_no_eligible_when_none_fits(registry_db: Path) -> None:
+def test_claim_raises_no_free_slot_when_full_and_no_eligible_when_none_fits() -> None:
     add_node("a")
     add_node("b", draining=True)
     registry.claim_node(add_job(), "default", REQ, strategy="least_loaded", exclude=frozenset())
@@ -91,7 +96,7 @@ def test_claim_raises_no_free_slot_when_full_and_no_eligible_when_none_fits(regi
         "a": "excluded (already tried for this job)", "b": "draining"}
 
 
-def test_reclaim_after_failure_moves_the_job_and_frees_the_old_slot(registry_db: Path) -> None:
+def test_reclaim_after_failure_moves_the_job_and_frees_the_old_slot() -> None:
     add_node("a")
     add_node("b")
     job_id = add_job()
@@ -103,7 +108,7 @@ def test_reclaim_after_failure_moves_the_job_and_frees_the_old_slot(registry_db:
     assert in_flight == {first.node_id: 0, second.node_id: 1}
 
 
-def test_round_robin_cursor_persists_between_claims(registry_db: Path) -> None:
+def test_round_robin_cursor_persists_between_claims() -> None:
     for node_id in ("a", "b", "c"):
         add_node(node_id, max_concurrent=10)
     picks = [registry.claim_node(add_job(), "default", REQ, strategy="round_robin", exclude=frozenset()).node_id
@@ -111,7 +116,7 @@ def test_round_robin_cursor_persists_between_claims(registry_db: Path) -> None:
     assert picks == ["a", "b", "c", "a", "b", "c"]
 
 
-def test_strategy_override_applies_to_the_next_claim_without_restart(registry_db: Path) -> None:
+def test_strategy_override_applies_to_the_next_claim_without_restart() -> None:
     add_node("a", max_concurrent=10)
     add_node("b", max_concurrent=10)
     assert registry.get_strategy("default", "least_loaded") == "least_loaded"
@@ -130,7 +135,7 @@ def test_strategy_override_applies_to_the_next_claim_without_restart(registry_db
         registry.set_strategy("default", "fastest", actor="admin")  # type: ignore[arg-type]
 
 
-def test_admin_drain_applies_to_the_next_claim(registry_db: Path) -> None:
+def test_admin_drain_applies_to_the_next_claim() -> None:
     add_node("a", max_concurrent=10)
     add_node("b", max_concurrent=10)
     with session_scope(DatabaseName.ADMIN) as session:
@@ -142,7 +147,7 @@ def test_admin_drain_applies_to_the_next_claim(registry_db: Path) -> None:
     assert picks == {"b"}
 
 
-def test_concurrent_claims_never_exceed_max_concurrent(registry_db: Path) -> None:
+def test_concurrent_claims_never_exceed_max_concurrent() -> None:
     add_node("a", max_concurrent=2)
     add_node("b", max_concurrent=3)
     jobs = [add_job() for _ in range(12)]
