@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from database.engine import METADATA, database_url
 from database.enums import DatabaseName
-from database.types import UTCDateTime
+from database.types import StrEnumType, UTCDateTime
 
 
 def version_table(name: DatabaseName) -> str:
@@ -54,6 +54,8 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     if type_ == "type" and isinstance(obj, UTCDateTime):
         autogen_context.imports.add("from sqlalchemy.dialects import mysql")
         return 'sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
+    if type_ == "type" and isinstance(obj, StrEnumType):
+        return f"sa.String(length={obj.length})"
     return False
 
 

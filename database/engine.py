@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
@@ -22,15 +22,19 @@ METADATA: dict[DatabaseName, MetaData] = {
     DatabaseName.SHARED: SharedBase.metadata,
 }
 
+_ENGINES: dict[
+    DatabaseName, Engine
+] = {}  # what get_engine created, so reset_engines can dispose exactly that
+
 
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COMFYWS_DB_", extra="ignore")
 
-    client_url: str | None = Field(None, description="SQLAlchemy URL of the client database")
-    admin_url: str | None = Field(None, description="SQLAlchemy URL of the admin database")
-    shared_url: str | None = Field(None, description="SQLAlchemy URL of the shared database")
-    echo: bool = Field(False, description="Log every SQL statement")
-    pool_size: int = Field(10, description="Connections kept per MySQL engine")
+    client_url: str | None = Field(default=None, description="SQLAlchemy URL of the client database")
+    admin_url: str | None = Field(default=None, description="SQLAlchemy URL of the admin database")
+    shared_url: str | None = Field(default=None, description="SQLAlchemy URL of the shared database")
+    echo: bool = Field(default=False, description="Log every SQL statement")
+    pool_size: int = Field(default=10, description="Connections kept per MySQL engine")
 
 
 @lru_cache
@@ -66,7 +70,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     settings = get_database_settings()
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=settings.echo, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, echo=settings.echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -76,7 +82,10 @@ def make_engine(url: str) -> Engine:
 
 @lru_cache
 def get_engine(name: DatabaseName) -> Engine:
-    return make_engine(database_url(name))
+    """The process's engine of database `name`, created on first use."""
+    engine = make_engine(database_url(name))
+    _ENGINES[name] = engine
+    return engine
 
 
 @lru_cache
@@ -100,12 +109,10 @@ def session_scope(name: DatabaseName) -> Iterator[Session]:
 
 def reset_engines() -> None:
     """Dispose cached engines (tests, or after settings change)."""
-    for name in DatabaseName:
-        if get_engine.cache_info().currsize:
-            try:
-                get_engine(name).dispose()
-            except Exception:  # noqa: BLE001 - disposal of a broken engine must not stop the reset
-                pass
+    for engine in _ENGINES.values():
+        with suppress(Exception):  # disposal of a broken engine must not stop the reset
+            engine.dispose()
+    _ENGINES.clear()
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
     get_database_settings.cache_clear()

@@ -81,7 +81,9 @@ def create_database(url: str) -> None:
         with server.begin() as conn:
             name = parsed.database.replace("`", "``")
             conn.execute(
-                text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                text(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
             )
     finally:
         server.dispose()
@@ -112,7 +114,10 @@ def _pending(scripts: ScriptDirectory, current: str | None) -> list[str]:
 
 
 def upgrade(
-    name: DatabaseName | str | None = None, *, revision: str = "head", locations: ScriptLocations | None = None
+    name: DatabaseName | str | None = None,
+    *,
+    revision: str = "head",
+    locations: ScriptLocations | None = None,
 ) -> None:
     """Upgrade one database (or all three) to `revision`; a failing revision raises MigrationError unrecorded."""
     for db in _names(name):
@@ -160,7 +165,7 @@ def _status_of(name: DatabaseName, location: Path | None) -> MigrationStatus:
     try:
         row["current"] = _current(url, name)
     except SQLAlchemyError as exc:
-        row["error"] = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        row["error"] = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         row["pending"] = _pending(scripts, None)
         return row
     row["pending"] = _pending(scripts, row["current"])

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from database.base import AdminBase
 from database.enums import AdminRole, NodeSource, NodeStatus
-from database.types import UTCDateTime, utcnow
+from database.types import StrEnumType, UTCDateTime, utcnow
 
 
 class AdminUser(AdminBase):
@@ -19,7 +19,7 @@ class AdminUser(AdminBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[AdminRole] = mapped_column(String(16), default=AdminRole.ADMIN)
+    role: Mapped[AdminRole] = mapped_column(StrEnumType(AdminRole, 16), default=AdminRole.ADMIN)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -33,11 +33,11 @@ class Node(AdminBase):
     node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     base_url: Mapped[str] = mapped_column(String(255))
     group: Mapped[str] = mapped_column(String(64), default="default", index=True)
-    source: Mapped[NodeSource] = mapped_column(String(16), default=NodeSource.STATIC)
+    source: Mapped[NodeSource] = mapped_column(StrEnumType(NodeSource, 16), default=NodeSource.STATIC)
     max_concurrent: Mapped[int] = mapped_column(Integer, default=1)
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
-    status: Mapped[NodeStatus] = mapped_column(String(16), default=NodeStatus.UNKNOWN)
+    status: Mapped[NodeStatus] = mapped_column(StrEnumType(NodeStatus, 16), default=NodeStatus.UNKNOWN)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from database.admin.models import AdminUser, AuditLog, HealthCheck, Node, PerformanceSample, Setting
+from database.admin.models import AdminUser, AuditLog, HealthCheck, Node, Setting
 from database.enums import AdminRole, NodeStatus
 from database.types import utcnow
 
@@ -111,28 +110,3 @@ def add_audit(
 def list_audit(session: Session, *, limit: int = 100, offset: int = 0) -> list[AuditLog]:
     query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit).offset(offset)
     return list(session.scalars(query).all())
-
-
-def node_performance(session: Session, *, since: datetime | None = None) -> list[dict[str, Any]]:
-    """Per node: attempts, successes, mean queue and execution seconds."""
-    query = select(
-        PerformanceSample.node_id,
-        func.count(),
-        func.sum(cast(PerformanceSample.ok, Integer)),
-        func.avg(PerformanceSample.queue_seconds),
-        func.avg(PerformanceSample.execution_seconds),
-    ).group_by(PerformanceSample.node_id)
-    if since is not None:
-        query = query.where(PerformanceSample.at >= since)
-    return [
-        {
-            "node_id": node_id,
-            "total": total,
-            "succeeded": int(ok or 0),
-            "failed": total - int(ok or 0),
-            "avg_queue_seconds": queue,
-            "avg_execution_seconds": execution,
-        }
-        for node_id, total, ok, queue, execution in session.execute(query).all()
-    ]
-

@@ -78,7 +78,9 @@ def add_access_logs(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     session.flush()
 
 
-def recent_access_logs(session: Session, *, client_id: str | None = None, limit: int = 100) -> list[AccessLog]:
+def recent_access_logs(
+    session: Session, *, client_id: str | None = None, limit: int = 100
+) -> list[AccessLog]:
     query = select(AccessLog).order_by(AccessLog.id.desc()).limit(limit)
     if client_id is not None:
         query = query.where(AccessLog.client_id == client_id)

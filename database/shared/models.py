@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database.base import SharedBase
 from database.enums import AttemptStatus, JobStatus, Priority
-from database.types import UTCDateTime, utcnow
+from database.types import StrEnumType, UTCDateTime, utcnow
 
 
 class Job(SharedBase):
@@ -20,8 +20,10 @@ class Job(SharedBase):
     client_id: Mapped[str] = mapped_column(String(64), index=True)  # client database id, no FK across DBs
     task_type: Mapped[str] = mapped_column(String(64))
     workflow_name: Mapped[str] = mapped_column(String(128))
-    status: Mapped[JobStatus] = mapped_column(String(16), default=JobStatus.PENDING, index=True)
-    priority: Mapped[Priority] = mapped_column(String(8), default=Priority.NORMAL)
+    status: Mapped[JobStatus] = mapped_column(
+        StrEnumType(JobStatus, 16), default=JobStatus.PENDING, index=True
+    )
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority, 8), default=Priority.NORMAL)
     node_group: Mapped[str] = mapped_column(String(64), default="default")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what the client asked for
     values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # what was rendered
@@ -60,7 +62,9 @@ class JobAttempt(SharedBase):
     number: Mapped[int] = mapped_column(Integer)
     node_id: Mapped[str] = mapped_column(String(128))
     prompt_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[AttemptStatus] = mapped_column(String(16), default=AttemptStatus.RUNNING)
+    status: Mapped[AttemptStatus] = mapped_column(
+        StrEnumType(AttemptStatus, 16), default=AttemptStatus.RUNNING
+    )
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -228,10 +228,18 @@ def add_result(
     existing = _result(session, job_id, index)
     if existing is not None:
         return existing
-    values = dict(
-        job_id=job_id, index=index, filename=filename, path=path, kind=kind, content_type=content_type,
-        size=size, sha256=sha256, node_id=node_id, created_at=utcnow(),
-    )  # fmt: skip
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "index": index,
+        "filename": filename,
+        "path": path,
+        "kind": kind,
+        "content_type": content_type,
+        "size": size,
+        "sha256": sha256,
+        "node_id": node_id,
+        "created_at": utcnow(),
+    }
     # An insert that ignores the duplicate key: a concurrent writer's row wins without failing our transaction.
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":

@@ -1,0 +1,1 @@
+"""Tests of the database package: migrations, ledger repositories, aggregates and the `comfyws db` CLI."""
