@@ -53,13 +53,13 @@ class Hub:
     async def send_text(self, client: Client, text: str) -> None:
         try:
             await client.socket.send_text(text)
-        except Exception:  # a socket that died mid-send is simply forgotten, like a real node does
+        except Exception:  # noqa: BLE001 - a socket that died mid-send is simply forgotten, like a real node does
             self.remove(client)
 
     async def send_bytes(self, client: Client, payload: bytes) -> None:
         try:
             await client.socket.send_bytes(payload)
-        except Exception:
+        except Exception:  # noqa: BLE001 - same as send_text
             self.remove(client)
 
     async def close_all(self) -> int:

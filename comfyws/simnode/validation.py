@@ -84,7 +84,7 @@ class PromptValidator:
         try:
             ok, reasons, _ = self._validate_node(prompt, out, validated)
             return ok, reasons
-        except Exception as ex:  # a real node reports any crash of its validator this way
+        except Exception as ex:  # noqa: BLE001 - a real node reports any crash of its validator this way
             typ, _, tb = sys.exc_info()
             reasons = [{
                 "type": "exception_during_validation",
@@ -155,7 +155,7 @@ class PromptValidator:
             return True
         try:
             return self._validate_node(prompt, source_id, validated)[0]
-        except Exception as ex:  # recorded against the linked node, like a real node does
+        except Exception as ex:  # noqa: BLE001 - recorded against the linked node, like a real node does
             typ, _, tb = sys.exc_info()
             validated[source_id] = (False, [{
                 "type": "exception_during_inner_validation",
@@ -179,7 +179,7 @@ class PromptValidator:
         try:
             val = _convert(input_type, val)
             inputs[name] = val
-        except Exception as ex:
+        except Exception as ex:  # noqa: BLE001 - any conversion error becomes invalid_input_type
             return [{
                 "type": "invalid_input_type",
                 "message": f"Failed to convert an input value to a {input_type} value",
