@@ -77,7 +77,7 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):  # type: ignore[type-arg]
             with anyio.CancelScope(shield=True):
                 message = "The worker stopped before the run finished; rescheduled for another worker."
                 await self.set_state(Scheduled(message=message), force=True)
-                self._raised = exc
+                self._raised = exc  # type: ignore[assignment]  # as upstream's handle_crash does
         else:
             await super().handle_crash(exc)
 
@@ -91,7 +91,7 @@ async def run_flow_in_process(flow: Flow[..., Any], flow_run: FlowRun, control: 
         async with engine.start():
             while engine.is_running():
                 async with engine.run_context():
-                    await engine.call_flow_fn()
+                    await engine.call_flow_fn()  # type: ignore[unused-coroutine]
     return engine.state
 
 

@@ -62,7 +62,9 @@ def _process_exists(pid: int) -> bool:
 async def _claimant(client: PrefectClient, flow_run: FlowRun) -> WorkerIdentity | None:
     if flow_run.state is not None and flow_run.state.type is StateType.PENDING:
         return WorkerIdentity.from_claim_message(flow_run.state.message)
-    for state in sorted(await client.read_flow_run_states(flow_run.id), key=lambda s: s.timestamp, reverse=True):
+    for state in sorted(
+        await client.read_flow_run_states(flow_run.id), key=lambda s: s.timestamp, reverse=True
+    ):
         if state.type is StateType.PENDING:
             return WorkerIdentity.from_claim_message(state.message)
     return None

@@ -26,7 +26,7 @@ def serve_until_signalled(worker: ComfyWorker) -> None:
     def _run() -> None:
         try:
             loop.run_until_complete(worker.serve(stop))
-        except BaseException as exc:  # handed to the main thread below
+        except BaseException as exc:  # noqa: BLE001  # handed to the main thread below
             failure.append(exc)
         finally:
             loop.close()

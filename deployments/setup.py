@@ -49,7 +49,9 @@ class DeploymentSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="Default flow parameters")
     concurrency_limit: int | None = Field(None, description="Runs of this deployment at once, all workers")
     enforce_parameter_schema: bool = Field(True, description="Reject runs whose parameters do not validate")
-    work_pool: WorkPoolRef = Field(default_factory=WorkPoolRef, description="Pool and default queue")
+    work_pool: WorkPoolRef = Field(
+        default_factory=lambda: WorkPoolRef(), description="Pool and default queue"
+    )
 
 
 def read_deployment_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:

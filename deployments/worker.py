@@ -127,7 +127,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             self._wake.clear()
             try:
                 await self.get_and_submit_flow_runs()
-            except Exception as exc:  # the API may be restarting; the next wake or poll retries
+            except Exception as exc:  # noqa: BLE001  # the API may be restarting; the next poll retries
                 self._logger.warning("Polling for flow runs failed: %s", exc)
 
     async def _listen_for_scheduled(self) -> None:
@@ -142,7 +142,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
                     self._wake.set()  # runs scheduled while we were not listening
                     async for _ in events:
                         self._wake.set()
-            except Exception as exc:  # the slow poll covers the gap until we reconnect
+            except Exception as exc:  # noqa: BLE001  # the slow poll covers the gap until we reconnect
                 self._logger.debug("Scheduled-event stream lost: %s", exc)
             await anyio.sleep(_EVENT_RECONNECT_SECONDS)
 
@@ -157,7 +157,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         while True:
             try:
                 rescheduled = await finder.reschedule_orphans()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # a sweep that fails is retried on the next one
                 self._logger.warning("Looking for orphaned flow runs failed: %s", exc)
             else:
                 for run in rescheduled:
@@ -274,9 +274,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         pool_id = self._work_pool.id
         self._cancelling_observer = await self._exit_stack.enter_async_context(
             FlowRunCancellingObserver(
-                on_cancelling=lambda run_id: self._runs_task_group.start_soon(  # type: ignore[union-attr]
-                    self._cancel_run, run_id
-                ),
+                on_cancelling=self._on_cancelling,
                 polling_interval=self._poll_interval,
                 event_filter=EventFilter(
                     event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
@@ -285,6 +283,10 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             )
         )
 
+    def _on_cancelling(self, flow_run_id: UUID) -> None:
+        if self._runs_task_group is not None:
+            self._runs_task_group.start_soon(self._cancel_run, flow_run_id)
+
     async def _cancel_run(self, flow_run_id: UUID) -> None:
         control = self._controls.get(flow_run_id)
         if control is None:
@@ -292,4 +294,3 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             return
         self._logger.info("Cancelling flow run %s", flow_run_id)
         control.stop(StopIntent.CANCEL)
-

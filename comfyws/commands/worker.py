@@ -12,7 +12,9 @@ from comfyws.config import get_config
 
 
 def worker(
-    group: str = typer.Option("default", "--group", help="Node group: the worker serves pool comfyui-<group>"),
+    group: str = typer.Option(
+        "default", "--group", help="Node group: the worker serves pool comfyui-<group>"
+    ),
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Flow runs in flight; default: the group's config.yaml value"
     ),
