@@ -52,7 +52,7 @@ def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None
     if config.nodes.static_nodes:
         return
     child = sup.start_comfyws("simnode", "simnode", "--port", str(ports.simnode), "--name", "simnode-1",
-                              "--output-dir", str(get_settings().data_dir / "simnode"))
+                              "--data-dir", str(get_settings().data_dir / "simnode"))
     url = f"http://127.0.0.1:{ports.simnode}"
     sup.wait_http(child, f"{url}/system_stats")
     from workers import registry

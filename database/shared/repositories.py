@@ -150,6 +150,20 @@ def mark_running(session: Session, job_id: str, *, node_id: str, prompt_id: str)
     return True
 
 
+def release_node(session: Session, job_id: str) -> bool:
+    """The attempt on its node failed: the job waits again (queued, no node) for its next node."""
+    job = _require(session, job_id)
+    if job.status.is_final:
+        return False
+    job.status = JobStatus.QUEUED
+    job.node_id = None
+    job.prompt_id = None
+    job.current_step = None
+    job.progress = 0.0
+    session.flush()
+    return True
+
+
 def update_progress(session: Session, job_id: str, *, step: int, total: int) -> bool:
     """Record sampler progress; a finished job keeps its final progress."""
     job = _require(session, job_id)
