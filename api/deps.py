@@ -20,7 +20,9 @@ from database.client import repositories as client_repo
 from database.engine import session_scope
 from database.enums import DatabaseName
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v2/auth/token or /admin/auth/login")
+_bearer = HTTPBearer(
+    auto_error=False, description="Access token from /api/v2/auth/token or /admin/auth/login"
+)
 
 
 def _client_db() -> Iterator[Session]:
@@ -72,7 +74,9 @@ def admin_from_token(session: Session, token: str) -> admin_models.AdminUser:
     return user
 
 
-def _current_client(request: Request, session: ClientSession, credentials: Credentials) -> client_models.Client:
+def _current_client(
+    request: Request, session: ClientSession, credentials: Credentials
+) -> client_models.Client:
     client = client_from_token(session, _token(credentials))
     request.state.client_id = client.id  # read by the access log
     return client

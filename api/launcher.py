@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import State
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
@@ -76,7 +78,7 @@ async def _create_run(name: str, job_id: str, request: GenerationRequest) -> str
 
 async def cancel(flow_run_id: str, *, running: bool) -> None:
     """Cancelling for a run on a node (its hook interrupts the node); Cancelled for one not started yet."""
-    state = Cancelling() if running else Cancelled(message="cancelled before it started")
+    state: State[Any] = Cancelling() if running else Cancelled(message="cancelled before it started")
     try:
         async with prefect_client() as client:
             await client.set_flow_run_state(flow_run_id, state, force=True)

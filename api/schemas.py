@@ -16,7 +16,9 @@ class ErrorBody(BaseModel):
 
 
 class RegisterRequest(BaseModel):
-    client_name: str = Field(min_length=1, max_length=128, description="Unique name of the client application")
+    client_name: str = Field(
+        min_length=1, max_length=128, description="Unique name of the client application"
+    )
     description: str = Field("", max_length=2000, description="What the client is for")
 
 

@@ -40,9 +40,7 @@ def hash_secret(secret: str) -> str:
     """A salted scrypt hash in a self-describing string, so the parameters can change later."""
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
-    return "$".join(
-        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
-    )
+    return "$".join(["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)])
 
 
 def verify_secret(secret: str, stored: str) -> bool:
@@ -54,7 +52,12 @@ def verify_secret(secret: str, stored: str) -> bool:
         return False
     expected = base64.urlsafe_b64decode(digest)
     actual = hashlib.scrypt(
-        secret.encode(), salt=base64.urlsafe_b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        secret.encode(),
+        salt=base64.urlsafe_b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(expected),
     )
     return hmac.compare_digest(actual, expected)
 

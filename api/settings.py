@@ -16,7 +16,9 @@ PLACEHOLDER_SECRET = "change-me-development-only"
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COMFYWS_API_", extra="ignore")
 
-    jwt_secret: SecretStr = Field(SecretStr(PLACEHOLDER_SECRET), description="HMAC key that signs access tokens")
+    jwt_secret: SecretStr = Field(
+        SecretStr(PLACEHOLDER_SECRET), description="HMAC key that signs access tokens"
+    )
     token_ttl_seconds: int = Field(3600, ge=60, description="Lifetime of an access token")
     registration: Literal["open", "admin"] = Field(
         "open", description="open: anyone may register a client; admin: only with an admin token"
@@ -35,14 +37,20 @@ class ApiSettings(BaseSettings):
     prefect_api_url: str | None = Field(
         None, description="Prefect server API, e.g. http://127.0.0.1:4200/api; default PREFECT_API_URL"
     )
-    prefect_retries: int = Field(4, ge=0, description="Extra tries when the Prefect server answers 503/locked")
+    prefect_retries: int = Field(
+        4, ge=0, description="Extra tries when the Prefect server answers 503/locked"
+    )
+    migrate_on_start: bool = Field(True, description="Create the databases and apply migrations at start-up")
     access_log: bool = Field(True, description="Record client requests in the client database")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins allowed by CORS")
 
     @model_validator(mode="after")
     def _no_placeholder_outside_development(self) -> ApiSettings:
         environment = get_settings().environment
-        if environment not in ("development", "test") and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
+        if (
+            environment not in ("development", "test")
+            and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET
+        ):
             raise ValueError("COMFYWS_API_JWT_SECRET must be set outside development")
         return self
 

@@ -34,7 +34,9 @@ _QUEUE_SIZE = 256
 class ProgressSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COMFYWS_", extra="ignore")
 
-    redis_url: str | None = Field(None, description="Redis for job events; else config.yaml `redis:`, else HTTP")
+    redis_url: str | None = Field(
+        None, description="Redis for job events; else config.yaml `redis:`, else HTTP"
+    )
 
 
 def redis_url() -> str | None:
@@ -137,7 +139,7 @@ class ProgressBus:
                 await self._relay(self._redis)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a dropped connection is retried; the API keeps serving
+            except Exception:
                 log.exception("progress bus lost Redis; reconnecting")
                 await asyncio.sleep(1)
 
@@ -160,7 +162,9 @@ class Publisher(Protocol):
 class HttpPublisher:
     """POSTs each event to the API over one kept-alive connection; a lost event is logged, never raised."""
 
-    def __init__(self, api_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, api_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=api_url, headers={INTERNAL_TOKEN_HEADER: token}, timeout=5.0, transport=transport
         )

@@ -56,7 +56,9 @@ def admin_login(session: Session, *, username: str, password: str) -> AdminToken
     if user is None or not user.is_active or not verify_secret(password, user.password_hash):
         raise Unauthorized("unknown user or wrong password")
     user.last_login_at = utcnow()
-    token, ttl = issue_token(subject=user.username, kind=TokenKind.ADMIN, scope=f"admin:{user.role}", version=1)
+    token, ttl = issue_token(
+        subject=user.username, kind=TokenKind.ADMIN, scope=f"admin:{user.role}", version=1
+    )
     admin_repo.add_audit(session, actor=user.username, action="admin.login")
     return AdminTokenResponse(access_token=token, expires_in=ttl, role=AdminRole(user.role))
 

@@ -1,0 +1,163 @@
+"""Request and response models of the admin and node routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas import Task
+from database.enums import AdminRole
+
+Strategy = Literal["round_robin", "least_loaded", "weighted", "random", "model_aware"]
+
+
+class NodeIn(BaseModel):
+    node_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    base_url: str = Field(pattern=r"^https?://", description="e.g. http://192.168.1.101:8188")
+    group: str = Field("default", min_length=1, max_length=64)
+    max_concurrent: int = Field(1, ge=1)
+    capabilities: list[str] = Field(default_factory=list, description="Task types served; empty = all")
+    weight: float = Field(1.0, gt=0)
+
+
+class HeartbeatIn(BaseModel):
+    queue_depth: int | None = Field(None, ge=0)
+    vram_total: int | None = Field(None, ge=0)
+    vram_free: int | None = Field(None, ge=0)
+    checkpoints: list[str] | None = None
+
+
+class NodeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    node_id: str
+    base_url: str
+    group: str
+    source: str
+    max_concurrent: int
+    capabilities: list[str]
+    weight: float
+    status: str
+    enabled: bool
+    draining: bool
+    queue_depth: int
+    vram_total: int | None
+    vram_free: int | None
+    checkpoints: list[str]
+    last_seen_at: datetime | None
+    last_check_at: datetime | None
+    last_error: str | None
+
+
+class HealthCheckOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    ok: bool
+    latency_ms: float | None
+    error: str | None
+    at: datetime
+
+
+class NodeHealthOut(BaseModel):
+    node: NodeOut
+    checks: list[HealthCheckOut]
+
+
+class StrategyOut(BaseModel):
+    group: str
+    strategy: Strategy
+    source: Literal["admin", "config"]
+
+
+class StrategyIn(BaseModel):
+    strategy: Strategy
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    client_id: str = Field(validation_alias="id")
+    client_name: str = Field(validation_alias="name")
+    description: str
+    is_active: bool
+    daily_quota: int | None
+    created_at: datetime
+
+
+class ClientPage(BaseModel):
+    items: list[ClientOut]
+    total: int
+
+
+class ClientCreate(BaseModel):
+    client_name: str = Field(min_length=1, max_length=128)
+    description: str = ""
+    daily_quota: int | None = Field(None, ge=0)
+
+
+class ClientPatch(BaseModel):
+    daily_quota: int | None = Field(None, ge=0, description="Jobs per day; null = unlimited")
+    description: str | None = None
+
+
+class ClientSecret(BaseModel):
+    client_id: str
+    client_name: str
+    client_secret: str = Field(description="Shown once")
+
+
+class AdminUserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    role: AdminRole
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class AdminUserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=8)
+    role: AdminRole = AdminRole.OPERATOR
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+class Overview(BaseModel):
+    jobs_by_status: dict[str, int]
+    nodes: dict[str, int]
+    clients: int
+    throughput: list[dict[str, Any]]
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    node_id: str
+    prompt_id: str
+    status: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    execution_seconds: float | None
+
+
+class AdminTask(Task):
+    client_id: str
+    flow_run_id: str | None
+    node_group: str
+    attempt_list: list[AttemptOut]

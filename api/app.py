@@ -1,0 +1,65 @@
+"""The FastAPI application: routers, the error handler, and start-up (migrations, admin account, event bus)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from api import handlers
+from api.access_log import AccessLogMiddleware, AccessLogWriter
+from api.routes import admin, auth, health, live, nodes, tasks
+from api.services.auth import ensure_admin_account
+from api.settings import get_api_settings
+from database import migrate
+from database.engine import session_scope
+from database.enums import DatabaseName
+from workers.progress import ProgressBus, redis_url
+
+log = logging.getLogger(__name__)
+
+
+def _prepare_databases() -> None:
+    if get_api_settings().migrate_on_start:
+        migrate.init()
+    with session_scope(DatabaseName.ADMIN) as session:
+        ensure_admin_account(session)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(_prepare_databases)
+    bus: ProgressBus = app.state.bus
+    await bus.start()
+    await app.state.access_log.start()
+    log.info("API ready (progress bus: %s)", bus.backend)
+    try:
+        yield
+    finally:
+        await app.state.access_log.stop()
+        await bus.stop()
+
+
+def create_app() -> FastAPI:
+    settings = get_api_settings()  # a placeholder secret outside development stops here, before serving
+    app = FastAPI(
+        title="ComfyUI Web Service",
+        version="2.0",
+        description="Generation jobs over ComfyUI nodes, scheduled by Prefect.",
+        lifespan=_lifespan,
+    )
+    app.state.bus = ProgressBus(redis_url=redis_url())
+    app.state.access_log = AccessLogWriter()
+    handlers.install(app)
+    for module in (auth, tasks, live, nodes, admin, health):
+        app.include_router(module.router)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware, writer=app.state.access_log)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+    )
+    return app

@@ -1,0 +1,120 @@
+"""WebSocket plumbing: authenticate a socket, send the current state, then relay bus events until it closes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import admin_from_token, client_from_token
+from api.errors import ApiError, Unauthorized
+from api.schemas import Task
+from database.engine import session_scope
+from database.enums import DatabaseName
+from workers.progress import ProgressBus, Subscription, job_of
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+_TOKEN_WAIT_SECONDS = 10.0
+
+
+def status_message(task: Task) -> dict[str, Any]:
+    return {
+        "type": "status",
+        "task_id": task.task_id,
+        "status": task.status.value,
+        "queue_position": task.queue_position,
+        "node_id": task.node_id,
+        "error": task.error,
+        "progress": task.progress,
+    }
+
+
+def to_message(event: dict[str, Any]) -> dict[str, Any]:
+    """A bus event as clients see it: named by task_id, without routing fields."""
+    message = {k: v for k, v in event.items() if k not in ("client_id", "job_id")}
+    message["task_id"] = job_of(event)
+    return message
+
+
+async def reject(websocket: WebSocket, error: ApiError, code: int) -> None:
+    """Say why in a JSON message first: browsers do not show close reasons reliably."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.send_json({"type": "error", "error": error.code, "detail": error.detail})
+        await websocket.close(code=code, reason=error.code)
+
+
+async def _token(websocket: WebSocket, query_token: str | None) -> str:
+    if query_token:
+        return query_token
+    try:
+        first = await asyncio.wait_for(websocket.receive_json(), timeout=_TOKEN_WAIT_SECONDS)
+    except (TimeoutError, ValueError, KeyError) as exc:
+        raise Unauthorized('send the token as ?token= or as a first message {"token": ...}') from exc
+    token = first.get("token") if isinstance(first, dict) else None
+    if not isinstance(token, str):
+        raise Unauthorized('the first message must be {"token": ...}')
+    return token
+
+
+async def authenticate_client(websocket: WebSocket, query_token: str | None) -> str | None:
+    """The client id behind the socket's token, or None after rejecting the socket."""
+    try:
+        token = await _token(websocket, query_token)
+        return await run_in_threadpool(_client_id, token)
+    except ApiError as exc:
+        await reject(websocket, exc, CLOSE_UNAUTHORIZED)
+        return None
+
+
+async def authenticate_admin(websocket: WebSocket, query_token: str | None) -> bool:
+    try:
+        token = await _token(websocket, query_token)
+        await run_in_threadpool(_admin_name, token)
+        return True
+    except ApiError as exc:
+        await reject(websocket, exc, CLOSE_UNAUTHORIZED)
+        return False
+
+
+def _client_id(token: str) -> str:
+    with session_scope(DatabaseName.CLIENT) as session:
+        return client_from_token(session, token).id
+
+
+def _admin_name(token: str) -> str:
+    with session_scope(DatabaseName.ADMIN) as session:
+        return admin_from_token(session, token).username
+
+
+async def relay(websocket: WebSocket, subscription: Subscription) -> None:
+    """Send each event the subscription receives until the peer leaves."""
+    reader = asyncio.create_task(_wait_for_close(websocket))
+    try:
+        while True:
+            getter = asyncio.create_task(subscription.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                getter.cancel()
+                return
+            await websocket.send_json(to_message(getter.result()))
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        reader.cancel()
+
+
+async def _wait_for_close(websocket: WebSocket) -> None:
+    """Read (and ignore) client messages; returns when the peer disconnects."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def bus_of(websocket: WebSocket) -> ProgressBus:
+    bus: ProgressBus = websocket.app.state.bus
+    return bus

@@ -1,0 +1,1 @@
+"""Routers of the facade, one module per area; `api.app` includes them all."""

@@ -1,0 +1,173 @@
+"""Admin routes: all jobs, clients, admin users, performance, overview, migrations, audit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from api.admin_schemas import (
+    AdminTask,
+    AdminUserCreate,
+    AdminUserOut,
+    AuditOut,
+    ClientCreate,
+    ClientOut,
+    ClientPage,
+    ClientPatch,
+    ClientSecret,
+)
+from api.deps import AdminSession, AdminUser, ClientSession, SharedSession
+from api.schemas import Task, TaskPage
+from api.services import admin as service
+from api.services import jobs
+from database.enums import JobStatus
+
+router = APIRouter(prefix="/api/v2/admin", tags=["admin"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/tasks", response_model=TaskPage)
+def list_tasks(
+    admin: AdminUser,
+    session: SharedSession,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    task_type: str | None = None,
+    client_id: str | None = None,
+    node_id: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> TaskPage:
+    """Jobs of every client, newest first."""
+    return jobs.list_tasks(
+        session,
+        client_id=client_id,
+        status=status_,
+        task_type=task_type,
+        node_id=node_id,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=AdminTask)
+def get_task(task_id: str, admin: AdminUser, session: SharedSession) -> AdminTask:
+    """One job with its owner, flow run and attempts."""
+    return service.admin_task(session, task_id)
+
+
+@router.post("/tasks/{task_id}/cancel", response_model=Task)
+async def cancel_task(task_id: str, admin: AdminUser) -> Task:
+    """Cancel any job."""
+    task = await jobs.cancel(task_id, client_id=None)
+    await service.audit_async(admin.username, "task.cancel", task_id)
+    return task
+
+
+@router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Task)
+async def retry_task(task_id: str, admin: AdminUser) -> Task:
+    """A new job with the same client and parameters."""
+    task = await jobs.retry(task_id)
+    await service.audit_async(admin.username, "task.retry", task_id, {"new_task_id": task.task_id})
+    return task
+
+
+@router.get("/clients", response_model=ClientPage)
+def list_clients(
+    admin: AdminUser, session: ClientSession, limit: Limit = 100, offset: Offset = 0
+) -> ClientPage:
+    """Registered clients."""
+    return service.list_clients(session, limit=limit, offset=offset)
+
+
+@router.post("/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecret)
+def create_client(
+    body: ClientCreate, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+) -> ClientSecret:
+    """Create a client; its secret is shown once."""
+    return service.create_client(
+        session,
+        admin_db,
+        name=body.client_name,
+        description=body.description,
+        quota=body.daily_quota,
+        actor=admin.username,
+    )
+
+
+@router.post("/clients/{client_id}/disable", response_model=ClientOut)
+def disable_client(
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+) -> ClientOut:
+    """Disable a client: its tokens stop working at once."""
+    return service.set_active(session, admin_db, client_id, False, actor=admin.username)
+
+
+@router.post("/clients/{client_id}/enable", response_model=ClientOut)
+def enable_client(
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+) -> ClientOut:
+    """Enable a client again (it needs a new token)."""
+    return service.set_active(session, admin_db, client_id, True, actor=admin.username)
+
+
+@router.post("/clients/{client_id}/rotate", response_model=ClientSecret)
+def rotate_client(
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+) -> ClientSecret:
+    """A new secret for a client, shown once; old tokens stop working."""
+    return service.rotate(session, admin_db, client_id, actor=admin.username)
+
+
+@router.patch("/clients/{client_id}", response_model=ClientOut)
+def patch_client(
+    client_id: str, body: ClientPatch, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+) -> ClientOut:
+    """Change a client's daily quota or description."""
+    return service.patch_client(session, admin_db, client_id, body, actor=admin.username)
+
+
+@router.get("/users", response_model=list[AdminUserOut])
+def list_users(admin: AdminUser, session: AdminSession) -> list[AdminUserOut]:
+    """Admin accounts."""
+    return service.list_users(session)
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=AdminUserOut)
+def create_user(body: AdminUserCreate, admin: AdminUser, session: AdminSession) -> AdminUserOut:
+    """Create an admin account."""
+    return service.create_user(session, body, actor=admin.username)
+
+
+@router.get("/performance/nodes")
+def node_performance(admin: AdminUser, session: SharedSession) -> list[dict[str, Any]]:
+    """Per node: attempts, failures, mean and p95 seconds."""
+    return service.node_performance(session)
+
+
+@router.get("/performance/tasks")
+def task_performance(admin: AdminUser, session: SharedSession) -> list[dict[str, Any]]:
+    """Per task type and workflow: jobs, failures, mean and p95 seconds."""
+    return service.task_performance(session)
+
+
+@router.get("/overview")
+def overview(
+    admin: AdminUser, shared_db: SharedSession, admin_db: AdminSession, client_db: ClientSession
+) -> dict[str, Any]:
+    """Jobs per state, nodes by health, clients, and the last hour's throughput per minute."""
+    return service.overview(shared_db, admin_db, client_db)
+
+
+@router.get("/database/status")
+def database_status(admin: AdminUser) -> list[dict[str, Any]]:
+    """Migration status of the three databases."""
+    return service.database_status()
+
+
+@router.get("/audit", response_model=list[AuditOut])
+def audit(admin: AdminUser, session: AdminSession, limit: Limit = 100, offset: Offset = 0) -> list[AuditOut]:
+    """The admin audit log, newest first."""
+    return service.audit(session, limit=limit, offset=offset)

@@ -1,0 +1,85 @@
+"""WebSockets: one job, all of a client's jobs, and the admin feed; and the workers' event intake."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Request, WebSocket, status
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError, Unauthorized
+from api.live import (
+    CLOSE_NOT_FOUND,
+    authenticate_admin,
+    authenticate_client,
+    bus_of,
+    reject,
+    relay,
+    status_message,
+)
+from api.services import jobs
+from comfyws.settings import get_settings
+from database.engine import session_scope
+from database.enums import DatabaseName
+from workers.progress import INTERNAL_TOKEN_HEADER, ProgressBus
+
+router = APIRouter(tags=["live"])
+
+
+def _read_task(task_id: str, client_id: str) -> dict[str, Any]:
+    with session_scope(DatabaseName.SHARED) as session:
+        return status_message(jobs.get_task(session, task_id, client_id=client_id))
+
+
+@router.websocket("/api/v2/ws/tasks/{task_id}")
+async def task_socket(websocket: WebSocket, task_id: str, token: str | None = None) -> None:
+    """Live status, progress, previews and results of one of the client's jobs."""
+    await websocket.accept()
+    client_id = await authenticate_client(websocket, token)
+    if client_id is None:
+        return
+    # Subscribe before reading the state: an event between the two is then queued, not lost.
+    async with bus_of(websocket).subscribe(client_id=client_id, job_id=task_id) as subscription:
+        try:
+            current = await run_in_threadpool(_read_task, task_id, client_id)
+        except ApiError as exc:
+            await reject(websocket, exc, CLOSE_NOT_FOUND)
+            return
+        await websocket.send_json(current)
+        await relay(websocket, subscription)
+
+
+@router.websocket("/api/v2/ws/tasks")
+async def tasks_socket(websocket: WebSocket, token: str | None = None) -> None:
+    """Live events of all of the client's jobs."""
+    await websocket.accept()
+    client_id = await authenticate_client(websocket, token)
+    if client_id is None:
+        return
+    async with bus_of(websocket).subscribe(client_id=client_id) as subscription:
+        await relay(websocket, subscription)
+
+
+@router.websocket("/api/v2/admin/ws")
+async def admin_socket(websocket: WebSocket, token: str | None = None) -> None:
+    """Every job's events and node events, for the dashboard."""
+    await websocket.accept()
+    if not await authenticate_admin(websocket, token):
+        return
+    async with bus_of(websocket).subscribe(client_id=None) as subscription:
+        await relay(websocket, subscription)
+
+
+@router.post("/internal/events", status_code=status.HTTP_202_ACCEPTED, include_in_schema=False)
+async def post_event(
+    request: Request,
+    event: Annotated[dict[str, Any], Body()],
+    token: Annotated[str | None, Header(alias=INTERNAL_TOKEN_HEADER)] = None,
+) -> dict[str, str]:
+    """Workers publish job events here when no Redis is configured."""
+    if token is None or not hmac.compare_digest(token, get_settings().internal_token):
+        raise Unauthorized("internal token required")
+    bus: ProgressBus = request.app.state.bus
+    await bus.publish(event)
+    return {"status": "accepted"}

@@ -1,0 +1,253 @@
+"""Submitting, reading, listing and cancelling jobs: validation first, ledger committed before the flow run."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api import launcher
+from api.errors import InvalidParameters, NotFound, QuotaExceeded, SchedulerUnavailable
+from api.schemas import Task, TaskPage
+from api.services.views import task_view
+from comfyws.config import get_config
+from comfyws.settings import get_settings
+from database.client import repositories as client_repo
+from database.engine import session_scope
+from database.enums import DatabaseName, JobStatus, Priority
+from database.shared import repositories as ledger
+from database.shared.models import Job
+from database.types import utcnow
+from flows.params import GenerationRequest
+from workflows.catalog import Workflow, get_catalog
+from workflows.errors import ParameterError, UnknownWorkflowError
+from workflows.render import render
+from workflows.values import ParamType
+
+# Keys of a submit body that steer the job rather than fill the workflow.
+CONTROL_KEYS = ("workflow_name", "priority", "node_group")
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_type: str
+    workflow: Workflow
+    params: dict[str, Any]
+    priority: Priority
+    node_group: str
+
+
+def task_type_of(slug: str) -> str:
+    """`text-to-image` in the path is the `text_to_image` task type; unknown types are 404."""
+    task_type = slug.replace("-", "_")
+    if task_type not in get_catalog().task_types():
+        raise NotFound(f"unknown task type {slug!r}; known: {sorted(get_catalog().task_types())}")
+    return task_type
+
+
+async def submit(client_id: str, task_type: str, body: dict[str, Any]) -> Task:
+    """Validate, write the ledger row and the client's index, commit, then create the flow run."""
+    job_id, request = await run_in_threadpool(_record, client_id, task_type, body)
+    try:
+        flow_run_id = await launcher.launch(job_id, request)
+    except SchedulerUnavailable as exc:
+        await run_in_threadpool(_fail, job_id, exc.detail)
+        raise
+    return await run_in_threadpool(_queued, job_id, flow_run_id)
+
+
+def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, GenerationRequest]:
+    submission = _parse(task_type, body)
+    with session_scope(DatabaseName.CLIENT) as client_db:
+        _check_quota(client_db, client_id)
+        input_files = _resolve_images(client_db, client_id, submission)
+    _validate_values(submission, input_files)
+    job_id = str(uuid.uuid4())
+    with session_scope(DatabaseName.SHARED) as shared_db:
+        ledger.create_job(
+            shared_db,
+            job_id=job_id,
+            client_id=client_id,
+            task_type=task_type,
+            workflow_name=submission.workflow.name,
+            params=submission.params,
+            priority=submission.priority,
+            node_group=submission.node_group,
+        )
+    with session_scope(DatabaseName.CLIENT) as client_db:
+        client_repo.add_client_job(client_db, job_id=job_id, client_id=client_id, task_type=task_type)
+    request = GenerationRequest(
+        task_type=task_type,
+        workflow_name=submission.workflow.name,
+        params=submission.params,
+        input_files=input_files,
+        node_group=submission.node_group,
+        priority=submission.priority,
+    )
+    return job_id, request
+
+
+def _parse(task_type: str, body: dict[str, Any]) -> Submission:
+    errors: list[dict[str, str]] = []
+    workflow_name = body.get("workflow_name")
+    workflow: Workflow | None = None
+    try:
+        workflow = get_catalog().get(task_type, workflow_name)
+    except UnknownWorkflowError as exc:
+        errors.append({"field": "workflow_name", "message": str(exc)})
+    priority = body.get("priority") or Priority.NORMAL.value
+    if priority not in {p.value for p in Priority}:
+        errors.append({"field": "priority", "message": f"must be one of {[p.value for p in Priority]}"})
+    group = body.get("node_group") or "default"
+    if group not in get_config().nodes.group_names():
+        errors.append({"field": "node_group", "message": f"unknown node group {group!r}"})
+    params = {k: v for k, v in body.items() if k not in CONTROL_KEYS}
+    if workflow is not None:
+        known = {p.name for p in workflow.parameters()}
+        errors += [
+            {"field": name, "message": f"unknown parameter; {workflow.name} takes {sorted(known)}"}
+            for name in params
+            if name not in known
+        ]
+    if errors or workflow is None:
+        raise InvalidParameters(errors)
+    return Submission(task_type, workflow, params, Priority(priority), group)
+
+
+def _check_quota(session: Session, client_id: str) -> None:
+    client = client_repo.get_client(session, client_id)
+    if client is None or client.daily_quota is None:
+        return
+    used = client_repo.count_jobs_since(session, client_id, utcnow() - timedelta(days=1))
+    if used >= client.daily_quota:
+        raise QuotaExceeded(f"daily quota of {client.daily_quota} jobs used")
+
+
+def _resolve_images(session: Session, client_id: str, submission: Submission) -> dict[str, str]:
+    """Image parameters carry upload ids; the flow gets the stored files' paths (only the owner's uploads)."""
+    files: dict[str, str] = {}
+    for info in submission.workflow.parameters():
+        upload_id = submission.params.get(info.name)
+        if info.type is not ParamType.IMAGE or upload_id is None:
+            continue
+        upload = client_repo.get_upload_for_client(session, str(upload_id), client_id)
+        if upload is None:
+            raise InvalidParameters([{"field": info.name, "message": f"no upload with id {upload_id!r}"}])
+        files[info.name] = upload.path
+    return files
+
+
+def _validate_values(submission: Submission, input_files: dict[str, str]) -> None:
+    """Render once: every value is checked against its type, bounds and choices before anything is written."""
+    try:
+        render(submission.workflow, {**submission.params, **input_files})
+    except ParameterError as exc:
+        raise InvalidParameters([{"field": exc.field, "message": exc.message}]) from exc
+
+
+def _fail(job_id: str, reason: str) -> None:
+    with session_scope(DatabaseName.SHARED) as session:
+        ledger.mark_failed(session, job_id, reason)
+
+
+def _queued(job_id: str, flow_run_id: str) -> Task:
+    with session_scope(DatabaseName.SHARED) as session:
+        ledger.mark_queued(session, job_id, flow_run_id)
+        return task_view(session, find_job(session, job_id, client_id=None))
+
+
+def find_job(session: Session, job_id: str, *, client_id: str | None) -> Job:
+    """The job, or 404; with a client id only that client's job (another client's job does not exist)."""
+    job = (
+        ledger.get_job(session, job_id)
+        if client_id is None
+        else ledger.get_job_for_client(session, job_id, client_id)
+    )
+    if job is None:
+        raise NotFound(f"no task {job_id}")
+    return job
+
+
+def get_task(session: Session, job_id: str, *, client_id: str | None) -> Task:
+    return task_view(session, find_job(session, job_id, client_id=client_id))
+
+
+def list_tasks(
+    session: Session,
+    *,
+    client_id: str | None,
+    status: JobStatus | None,
+    task_type: str | None,
+    node_id: str | None = None,
+    limit: int,
+    offset: int,
+) -> TaskPage:
+    jobs, total = ledger.list_jobs(
+        session,
+        client_id=client_id,
+        status=status,
+        task_type=task_type,
+        node_id=node_id,
+        limit=limit,
+        offset=offset,
+    )
+    return TaskPage(items=[task_view(session, j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+async def cancel(job_id: str, *, client_id: str | None) -> Task:
+    """Mark the cancel in the ledger, then tell Prefect; a job not yet on a node ends cancelled at once."""
+    flow_run_id, running = await run_in_threadpool(_request_cancel, job_id, client_id)
+    if flow_run_id is not None:
+        await launcher.cancel(flow_run_id, running=running)
+    return await run_in_threadpool(_read, job_id, client_id)
+
+
+def _request_cancel(job_id: str, client_id: str | None) -> tuple[str | None, bool]:
+    with session_scope(DatabaseName.SHARED) as session:
+        job = find_job(session, job_id, client_id=client_id)
+        if JobStatus(job.status).is_final:
+            return None, False
+        running = job.status == JobStatus.RUNNING
+        ledger.request_cancel(session, job_id)
+        if not running:
+            # Nothing runs on a node yet: the ledger can say cancelled now; the flow checks before it submits.
+            ledger.mark_cancelled(session, job_id)
+        return job.flow_run_id, running
+
+
+def _read(job_id: str, client_id: str | None) -> Task:
+    with session_scope(DatabaseName.SHARED) as session:
+        return get_task(session, job_id, client_id=client_id)
+
+
+def result_path(session: Session, job_id: str, index: int, *, client_id: str) -> tuple[Path, str, str]:
+    """The stored file of result `index` of the client's own job: (path, content type, file name)."""
+    job = find_job(session, job_id, client_id=client_id)
+    row = next((r for r in job.results if r.index == index), None)
+    outputs = get_settings().outputs_dir.resolve()
+    path = (outputs / row.path).resolve() if row is not None else None
+    if row is None or path is None or not path.is_relative_to(outputs) or not path.is_file():
+        raise NotFound(f"task {job_id} has no result {index}")
+    return path, row.content_type, row.filename
+
+
+async def retry(job_id: str) -> Task:
+    """A new job for the same client with the same parameters (admin)."""
+    job = await run_in_threadpool(_read_job, job_id)
+    body = {
+        **job.params,
+        "workflow_name": job.workflow_name,
+        "priority": job.priority,
+        "node_group": job.node_group,
+    }
+    return await submit(job.client_id, job.task_type, body)
+
+
+def _read_job(job_id: str) -> Job:
+    with session_scope(DatabaseName.SHARED) as session:
+        return find_job(session, job_id, client_id=None)

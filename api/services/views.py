@@ -1,0 +1,53 @@
+"""Ledger rows as the clients see them: the Task model and its result URLs."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from api.schemas import ResultInfo, Task
+from database.enums import JobStatus, Priority
+from database.shared import repositories as ledger
+from database.shared.models import Job, ResultFile
+
+
+def result_url(job_id: str, index: int) -> str:
+    return f"/api/v2/tasks/{job_id}/results/{index}"
+
+
+def result_info(row: ResultFile) -> ResultInfo:
+    return ResultInfo(
+        index=row.index,
+        url=result_url(row.job_id, row.index),
+        filename=row.filename,
+        kind=row.kind,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+    )
+
+
+def task_view(session: Session, job: Job) -> Task:
+    """The Task shape of one ledger row; queue position only while it waits."""
+    waiting = job.status in (JobStatus.PENDING, JobStatus.QUEUED)
+    return Task(
+        task_id=job.id,
+        task_type=job.task_type,
+        workflow_name=job.workflow_name,
+        status=JobStatus(job.status),
+        progress=job.progress or 0.0,
+        current_step=job.current_step,
+        total_steps=job.total_steps,
+        node_id=job.node_id,
+        priority=Priority(job.priority),
+        params=job.params or {},
+        seed=job.seed,
+        error=job.error,
+        attempts=job.attempts or 0,
+        queue_position=ledger.queue_position(session, job) if waiting else None,
+        cancel_requested=bool(job.cancel_requested),
+        created_at=job.created_at,
+        queued_at=job.queued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        results=[result_info(r) for r in job.results],
+    )
