@@ -6,11 +6,18 @@ from typing import Any
 
 from prefect import flow
 
-from flows.generation import interrupt_on_node, run_generation
+from flows.generation import fail_unfinished_job, interrupt_on_node, run_generation
 from flows.params import GenerationRequest
 
 
-@flow(name="generate-image", on_cancellation=[interrupt_on_node], log_prints=False, persist_result=False)
+@flow(
+    name="generate-image",
+    on_cancellation=[interrupt_on_node],
+    on_failure=[fail_unfinished_job],
+    on_crashed=[fail_unfinished_job],
+    log_prints=False,
+    persist_result=False,
+)
 async def generate_image(job_id: str, request: GenerationRequest) -> dict[str, Any]:
     """Render the job's workflow, run it on a node of its group and store the images."""
     return await run_generation(job_id, request)

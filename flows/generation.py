@@ -43,8 +43,7 @@ async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, A
 
 
 async def _fail(job_id: str, client_id: str, exc: BaseException) -> None:
-    job = await ledger.load_job(job_id)
-    history = [f"attempt {a.number} on {a.node_id}: {a.error}" for a in (job.attempt_rows if job else []) if a.error]
+    history = await ledger.attempt_errors(job_id)
     message = f"{type(exc).__name__}: {exc}"
     if history:
         message += " | " + " | ".join(history)
@@ -84,6 +83,14 @@ def _thumbnail(result: StoredResult) -> str | None:
     except Exception:  # noqa: BLE001 - a file Pillow cannot read simply gets no preview
         return None
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+async def fail_unfinished_job(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """on_failure / on_crashed hook: whatever went wrong, the job's ledger row ends final and its owner hears."""
+    job_id = str(flow_run.parameters.get("job_id", ""))
+    job = await ledger.load_job(job_id)
+    if job is not None and not JobStatus(job.status).is_final:
+        await _fail(job_id, job.client_id, RuntimeError(state.message or "the flow run failed"))
 
 
 async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:

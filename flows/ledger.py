@@ -54,6 +54,17 @@ async def failed_nodes(job_id: str) -> frozenset[str]:
     return await _in_tx(work)
 
 
+async def attempt_errors(job_id: str) -> list[str]:
+    """One line per failed attempt, for the job's final error."""
+
+    def work(session: Session) -> list[str]:
+        job = repo.get_job(session, job_id)
+        rows = job.attempt_rows if job else []
+        return [f"attempt {a.number} on {a.node_id}: {a.error}" for a in rows if a.error]
+
+    return await _in_tx(work)
+
+
 async def record_values(job_id: str, values: dict[str, Any], seed: int | None) -> None:
     await _in_tx(lambda s: repo.record_values(s, job_id, values=values, seed=seed))
 

@@ -21,7 +21,7 @@ from flows.params import GenerationRequest
 from flows.reporting import ProgressReporter, publish
 from flows.settings import get_flow_settings
 from workers import registry
-from workers.balancer import NoEligibleNode, NodeSnapshot, requirements_for
+from workers.balancer import NodeSnapshot, NoEligibleNode, requirements_for
 from workers.comfyui.client import ComfyUIClient
 from workers.comfyui.errors import ComfyUIError, ExecutionFailed, NodeTimeout, NodeUnavailable
 from workers.comfyui.models import RunResult

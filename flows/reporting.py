@@ -8,7 +8,7 @@ from typing import Any
 
 from flows import ledger
 from flows.settings import get_flow_settings
-from workers.comfyui.events import Event, ExecutionCached, Executing, Preview, Progress
+from workers.comfyui.events import Event, Executing, ExecutionCached, Preview, Progress
 from workers.progress import get_publisher
 
 
