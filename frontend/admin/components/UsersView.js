@@ -1,0 +1,57 @@
+/** Admin accounts: who may sign in to this dashboard, with which role; create new ones. */
+
+import { users } from "../api.js";
+import { useLiveLoad, useFeedback, StatusBadge, Feedback } from "./common.js";
+import { time } from "./format.js";
+
+const { ref, reactive } = window.Vue;
+
+const ROLES = ["admin", "operator", "viewer"];
+
+export default {
+  name: "UsersView",
+  components: { StatusBadge, Feedback },
+  setup() {
+    const rows = ref([]);
+    const form = reactive({ username: "", password: "", role: "operator" });
+    const feedback = reactive(useFeedback());
+    const { loadError, reload } = useLiveLoad(async () => {
+      rows.value = await users.list();
+    });
+    const create = async () => {
+      const created = await feedback.run(() => users.create({ ...form }), (u) => `Admin user ${u.username} created.`);
+      if (created) {
+        Object.assign(form, { username: "", password: "", role: "operator" });
+        await reload();
+      }
+    };
+    return { rows, form, feedback, loadError, create, time, ROLES };
+  },
+  template: `
+    <section aria-labelledby="users-title">
+      <h2 id="users-title">Admin users</h2>
+      <p v-if="loadError" class="message error" role="alert">{{ loadError }}</p>
+      <feedback :error="feedback.error" :notice="feedback.notice" />
+      <div class="table-wrap">
+        <table class="cards" data-testid="users-table">
+          <thead><tr><th>Username</th><th>Role</th><th>State</th><th>Created</th><th>Last sign-in</th></tr></thead>
+          <tbody>
+            <tr v-for="u in rows" :key="u.id" :data-user="u.username">
+              <td data-label="Username"><strong>{{ u.username }}</strong></td>
+              <td data-label="Role">{{ u.role }}</td>
+              <td data-label="State"><status-badge :state="u.is_active ? 'active' : 'disabled'" /></td>
+              <td data-label="Created">{{ time(u.created_at) }}</td>
+              <td data-label="Last sign-in">{{ time(u.last_login_at) }}</td>
+            </tr>
+          </tbody>
+        </table>
+      </div>
+      <form class="card form-grid" @submit.prevent="create" data-testid="create-user">
+        <h3>Create an admin user</h3>
+        <label>Username <input v-model="form.username" name="username" required maxlength="64" autocomplete="off"></label>
+        <label>Password <input v-model="form.password" name="password" type="password" required minlength="8" autocomplete="new-password"></label>
+        <label>Role <select v-model="form.role" name="role"><option v-for="r in ROLES" :key="r" :value="r">{{ r }}</option></select></label>
+        <div class="form-end"><button type="submit" :disabled="feedback.busy">Create user</button></div>
+      </form>
+    </section>`,
+};
