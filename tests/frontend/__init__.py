@@ -1,0 +1,1 @@
+"""Tests of the browser front ends and the server that hosts them."""
