@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ def _prefect_env(ports: Ports) -> dict[str, str]:
 def _start_prefect(sup: Supervisor, ports: Ports) -> None:
     if not sup.env.get("PREFECT_HOME"):
         return
-    child = sup.start("prefect-server", ["prefect", "server", "start", "--host", "127.0.0.1",
+    child = sup.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                          "--port", str(ports.prefect)])
     sup.wait_http(child, f"http://127.0.0.1:{ports.prefect}/api/health", timeout=120)
 
@@ -61,20 +62,28 @@ def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None
                            capabilities=[], weight=1.0)
 
 
-def _prepare(config: ServiceConfig) -> None:
-    """Databases migrated, static nodes synced, pools and deployments in place: idempotent, every start."""
+def _prepare(config: ServiceConfig) -> str | None:
+    """Databases migrated, admin account, static nodes synced, pools and deployments in place: idempotent.
+
+    Returns the admin password when this start generated one."""
+    from api.services.auth import ensure_admin_account
     from database import migrate
+    from database.engine import session_scope
+    from database.enums import DatabaseName
     from deployments.setup import ensure_infrastructure
     from workers import registry
     from workflows.catalog import get_catalog
 
     get_catalog()  # a bad workflow mapping stops start-up here, naming the key
     migrate.init()
+    with session_scope(DatabaseName.ADMIN) as session:
+        password = ensure_admin_account(session)
     registry.sync_static_nodes(config.nodes)
     asyncio.run(ensure_infrastructure(config))
+    return password
 
 
-def start_all(ports: Ports, *, frontends: bool = True) -> Supervisor:
+def start_all(ports: Ports, *, frontends: bool = True) -> tuple[Supervisor, str | None]:
     config = get_config()
     settings = get_settings()
     sup = Supervisor(log_dir=settings.data_dir / "logs")
@@ -83,7 +92,7 @@ def start_all(ports: Ports, *, frontends: bool = True) -> Supervisor:
     sup.env["COMFYWS_API_URL"] = f"http://127.0.0.1:{ports.api}"
     try:
         _start_prefect(sup, ports)
-        _prepare(config)
+        admin_password = _prepare(config)
         _start_simnode(sup, config, ports)
         for group in config.nodes.group_names():
             for index in range(config.nodes.group(group).workers):
@@ -99,7 +108,7 @@ def start_all(ports: Ports, *, frontends: bool = True) -> Supervisor:
     except BaseException:
         sup.stop_all()
         raise
-    return sup
+    return sup, admin_password
 
 
 def supervise(sup: Supervisor) -> int:

@@ -63,10 +63,12 @@ def admin_login(session: Session, *, username: str, password: str) -> AdminToken
     return AdminTokenResponse(access_token=token, expires_in=ttl, role=AdminRole(user.role))
 
 
-def ensure_admin_account(session: Session) -> None:
-    """First start: create the admin from COMFYWS_API_ADMIN_PASSWORD, else a random password logged once."""
+def ensure_admin_account(session: Session) -> str | None:
+    """First start: create the admin from COMFYWS_API_ADMIN_PASSWORD, else a random password logged once.
+
+    Returns the generated password (the caller may show it once), None when none was generated."""
     if admin_repo.count_admin_users(session) > 0:
-        return
+        return None
     settings = get_api_settings()
     configured = settings.admin_password
     password = configured.get_secret_value() if configured is not None else secrets.token_urlsafe(18)
@@ -76,5 +78,6 @@ def ensure_admin_account(session: Session) -> None:
     if configured is None:
         # The one time this password exists in clear text outside the operator's head.
         log.warning("created admin account %r with generated password: %s", settings.admin_username, password)
-    else:
-        log.info("created admin account %r", settings.admin_username)
+        return password
+    log.info("created admin account %r", settings.admin_username)
+    return None

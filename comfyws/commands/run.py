@@ -20,10 +20,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the Prefect server, databases, workers, API, front ends and (without real nodes) a simulated node."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        for noisy in ("httpx", "alembic", "prefect"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         ports = Ports(api=api_port, client=client_port, admin=admin_port, prefect=prefect_port,
                       simnode=simnode_port)
         typer.echo("Starting ComfyUI Web Service ...")
-        sup = start_all(ports)
+        sup, admin_password = start_all(ports)
+        admin_line = (f"  Admin sign-in     admin / {admin_password}   (generated now, shown once)\n"
+                      if admin_password else "")
         typer.echo(
             "\nComfyUI Web Service is up:\n"
             f"  API + docs        http://localhost:{ports.api}/docs\n"
@@ -31,6 +35,7 @@ def register(app: typer.Typer) -> None:
             f"  Admin dashboard   http://localhost:{ports.admin}/\n"
             f"  Prefect UI        {sup.env['PREFECT_API_URL'].removesuffix('/api')}\n"
             f"  Logs              {sup.log_dir}\n"
+            f"{admin_line}"
             "Try: comfyws generate text-to-image --prompt 'a lighthouse at dusk' --wait\n"
             "Ctrl-C stops everything."
         )
