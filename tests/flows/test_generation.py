@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -15,10 +16,11 @@ pytestmark = pytest.mark.prefect
 
 
 @pytest.fixture(scope="module")
-def token(stack: Stack) -> str:
-    if len(stack.simnodes) < 2:
-        stack.add_simnode("sim-2", step_delay=0.01)
-    return stack.new_client_token()
+def token(stack: Stack) -> Iterator[str]:
+    """A client of this module, with a second node beside the stack's sim-1 (removed again afterwards)."""
+    second = stack.add_simnode("sim-2", step_delay=0.01)
+    yield stack.new_client_token()
+    stack.remove_simnode(second)
 
 
 def _result_bytes(stack: Stack, token: str, task: dict, index: int = 0) -> bytes:

@@ -201,7 +201,8 @@ def test_token_is_renewed_before_it_expires(page: Page, client_ui, stack) -> Non
     with page.expect_response("**/api/v2/auth/token") as renewal:
         page.clock.run_for("59:10")  # a minute before the hour a token lives
     assert renewal.value.status == 200
-    assert page.evaluate("sessionStorage.getItem('comfyws.client.session')") != first
+    # The page stores the new token once it has read the response: wait for that, don't race it.
+    page.wait_for_function("old => sessionStorage.getItem('comfyws.client.session') !== old", arg=first)
     page.click("#gallery-refresh")
     expect(page.locator("#signin-view")).to_be_hidden()
     assert page.script_errors.errors == []  # type: ignore[attr-defined]
