@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
+from tests.fixtures.prefect_server import wait_until
 from tests.fixtures.stack import restart_api
 from tests.frontend.conftest import screenshot
 
@@ -202,7 +203,9 @@ def test_token_is_renewed_before_it_expires(page: Page, client_ui, stack) -> Non
         page.clock.run_for("59:10")  # a minute before the hour a token lives
     assert renewal.value.status == 200
     # The page stores the new token once it has read the response: wait for that, don't race it.
-    page.wait_for_function("old => sessionStorage.getItem('comfyws.client.session') !== old", arg=first)
+    # (polled from Python: the page's own timers are faked by the clock)
+    wait_until(lambda: page.evaluate("sessionStorage.getItem('comfyws.client.session')") != first,
+               timeout=10, what="the renewed token to be stored")
     page.click("#gallery-refresh")
     expect(page.locator("#signin-view")).to_be_hidden()
     assert page.script_errors.errors == []  # type: ignore[attr-defined]
