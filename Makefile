@@ -17,4 +17,4 @@ bench:
 
 lint:
 	@.venv/bin/ruff check .
-	@.venv/bin/mypy api database flows workers workflows deployments comfyws
+	@.venv/bin/mypy api database flows workers workflows deployments comfyws frontend

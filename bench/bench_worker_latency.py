@@ -57,7 +57,7 @@ async def _bench(runs: int, directory: Path, worker_pid: int) -> tuple[list[list
     cpu_before = _cpu_seconds(worker_pid)
     results = [await _one_run(directory, i) for i in range(runs)]
     cpu = (_cpu_seconds(worker_pid) - cpu_before) / runs
-    return [list(column) for column in zip(*results)], cpu
+    return [list(column) for column in zip(*results, strict=True)], cpu
 
 
 def _p95(values: list[float]) -> float:

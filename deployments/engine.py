@@ -55,7 +55,7 @@ class RunControl:
 
 
 @dataclass
-class InProcessFlowRunEngine(AsyncFlowRunEngine):  # type: ignore[type-arg]
+class InProcessFlowRunEngine(AsyncFlowRunEngine):
     """Prefect's async engine with per-run stop handling and without the suspension observer thread."""
 
     control: RunControl = field(default_factory=RunControl)

@@ -35,3 +35,12 @@ if [ "$want_browser" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
     echo "browser tests need Debian's chromium: sudo apt-get install chromium" >&2
   fi
 fi
+
+# tests/test_docker.py renders the compose files with `docker-compose config` (no Docker daemon needed).
+if [ "$want_browser" = "--browser" ] && ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "the docker tests need docker-compose: sudo apt-get install docker-compose" >&2
+  fi
+fi

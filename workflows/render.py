@@ -65,7 +65,7 @@ def _derived(param: Parameter, values: dict[str, Any]) -> int:
     rule = param.spec.derive
     assert rule is not None
     # Half-up rounding: 2.5 s at 5 fps is 13 frames, not Python's banker's 12.
-    result = max(rule.minimum, math.floor(values[param.name] * values[rule.multiply_by] + 0.5))
+    result: int = max(rule.minimum, math.floor(values[param.name] * values[rule.multiply_by] + 0.5))
     return min(result, rule.maximum) if rule.maximum is not None else result
 
 

@@ -30,7 +30,7 @@ class NodeCatalog:
 
     def info(self, class_type: str) -> dict[str, Any]:
         """One class's schema with live choice lists; raises KeyError for an unknown class."""
-        raw = self._raw[class_type]
+        raw: dict[str, Any] = self._raw[class_type]
         if class_type in _CHECKPOINT_CLASSES:
             return self._with_choices(raw, "ckpt_name", self._checkpoints)
         if class_type in _INPUT_FILE_CLASSES:

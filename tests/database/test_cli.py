@@ -99,7 +99,7 @@ def test_revision_writes_a_new_migration(empty_sqlite: DatabaseUrls, tmp_path: P
     )
 
     assert result.exit_code == 0, result.output
-    (created,) = [p for p in (directory / "versions").glob("*add_tags.py")]
+    (created,) = list((directory / "versions").glob("*add_tags.py"))
     text = created.read_text()
     assert "Tags on jobs." in text and "down_revision" in text
     rows = migrate.status(DatabaseName.SHARED, locations={DatabaseName.SHARED: directory})
