@@ -1,0 +1,1 @@
+"""Tests that run the service across several network namespaces, as if on several machines."""
