@@ -125,6 +125,10 @@ class AdminUserCreate(BaseModel):
     role: AdminRole = AdminRole.OPERATOR
 
 
+class AdminUserPatch(BaseModel):
+    role: AdminRole = Field(description="admin, operator or viewer; the last active admin keeps the admin role")
+
+
 class AuditOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -156,8 +160,21 @@ class AttemptOut(BaseModel):
     execution_seconds: float | None
 
 
-class AdminTask(Task):
+class AdminTaskRow(Task):
+    """A job as the dashboard lists it: the client's view plus whose job it is."""
+
     client_id: str
+    client_name: str | None = Field(None, description="None when the client no longer exists")
+
+
+class AdminTaskPage(BaseModel):
+    items: list[AdminTaskRow]
+    total: int
+    limit: int
+    offset: int
+
+
+class AdminTask(AdminTaskRow):
     flow_run_id: str | None
     node_group: str
     attempt_list: list[AttemptOut]

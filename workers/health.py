@@ -8,6 +8,7 @@ makes it HEALTHY, a failure UNHEALTHY. After that it takes `unhealthy_after` fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from database.enums import DatabaseName, NodeStatus
 from database.types import utcnow
 from workers.comfyui.client import ComfyUIClient
 from workers.comfyui.errors import ComfyUIError
+from workers.progress import get_publisher
 
 __all__ = ["HealthMonitor", "ProbeResult", "next_status"]
 
@@ -91,7 +93,8 @@ class HealthMonitor:
         finally:
             if own_http:
                 await http.aclose()
-        await asyncio.to_thread(record_probes, results, self.config)
+        changes = await asyncio.to_thread(record_probes, results, self.config)
+        await _announce(changes)
         return list(results)
 
     async def run_forever(self, *, stop: asyncio.Event | None = None) -> None:
@@ -104,10 +107,8 @@ class HealthMonitor:
             except Exception:  # a database hiccup must not end monitoring
                 log.exception("health probe round failed")
             wait = max(0.0, self.config.interval_seconds - (time.monotonic() - started))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
-            except TimeoutError:
-                pass
 
     async def _probe(self, http: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
         client = ComfyUIClient(target.base_url, http=http, timeout=self.config.timeout_seconds)
@@ -174,18 +175,29 @@ def _probe_targets() -> list[ProbeTarget]:
         return [ProbeTarget(r.node_id, r.base_url, bool(r.checkpoints or r.node_classes)) for r in rows]
 
 
-def record_probes(results: list[ProbeResult], config: HealthConfig) -> None:
-    """Write one HealthCheck row per probe and update each node's streaks, status, resources and inventory."""
+async def _announce(changes: dict[str, NodeStatus]) -> None:
+    """Tell the admin live feed which nodes changed health (the publisher logs, never raises, a lost event)."""
+    for node_id, status in changes.items():
+        await get_publisher().publish({"type": "node", "node_id": node_id, "status": str(status)})
+
+
+def record_probes(results: list[ProbeResult], config: HealthConfig) -> dict[str, NodeStatus]:
+    """Write one HealthCheck row per probe and update each node's streaks, status, resources and inventory.
+
+    Returns the nodes whose status changed, with their new status."""
+    changes: dict[str, NodeStatus] = {}
     with session_scope(DatabaseName.ADMIN) as session:
         for result in results:
             session.add(HealthCheck(node_id=result.node_id, ok=result.ok, latency_ms=result.latency_ms,
                                     error=result.error))
             node = session.get(Node, result.node_id)
-            if node is not None:  # removed while we probed it
-                _apply(node, result, config)
+            if node is not None and _apply(node, result, config):  # None: removed while we probed it
+                changes[node.node_id] = NodeStatus(node.status)
+    return changes
 
 
-def _apply(node: Node, result: ProbeResult, config: HealthConfig) -> None:
+def _apply(node: Node, result: ProbeResult, config: HealthConfig) -> bool:
+    """Record one probe on the node's row; True when its status changed."""
     now = utcnow()
     node.last_check_at = now
     if result.ok:
@@ -202,6 +214,8 @@ def _apply(node: Node, result: ProbeResult, config: HealthConfig) -> None:
         node.last_error = result.error
     status = next_status(NodeStatus(node.status), ok=result.ok, failures=node.consecutive_failures,
                          successes=node.consecutive_successes, config=config)
-    if status != node.status:
-        log.warning("node %s is now %s (%s)", node.node_id, status, result.error or "answering")
-        node.status = status
+    if status == node.status:
+        return False
+    log.warning("node %s is now %s (%s)", node.node_id, status, result.error or "answering")
+    node.status = status
+    return True

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, status
 
 from api.admin_schemas import (
     AdminTask,
+    AdminTaskPage,
     AdminUserCreate,
     AdminUserOut,
+    AdminUserPatch,
     AuditOut,
     ClientCreate,
     ClientOut,
@@ -18,7 +20,7 @@ from api.admin_schemas import (
     ClientSecret,
 )
 from api.deps import AdminSession, AdminUser, ClientSession, SharedSession
-from api.schemas import Task, TaskPage
+from api.schemas import Task
 from api.services import admin as service
 from api.services import jobs
 from database.enums import JobStatus
@@ -29,20 +31,22 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-@router.get("/tasks", response_model=TaskPage)
+@router.get("/tasks", response_model=AdminTaskPage)
 def list_tasks(
     admin: AdminUser,
     session: SharedSession,
+    client_db: ClientSession,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     task_type: str | None = None,
     client_id: str | None = None,
     node_id: str | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> TaskPage:
-    """Jobs of every client, newest first."""
-    return jobs.list_tasks(
+) -> AdminTaskPage:
+    """Jobs of every client, newest first, each with its client's id and name."""
+    return service.list_tasks(
         session,
+        client_db,
         client_id=client_id,
         status=status_,
         task_type=task_type,
@@ -53,9 +57,9 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=AdminTask)
-def get_task(task_id: str, admin: AdminUser, session: SharedSession) -> AdminTask:
+def get_task(task_id: str, admin: AdminUser, session: SharedSession, client_db: ClientSession) -> AdminTask:
     """One job with its owner, flow run and attempts."""
-    return service.admin_task(session, task_id)
+    return service.admin_task(session, client_db, task_id)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=Task)
@@ -137,8 +141,26 @@ def list_users(admin: AdminUser, session: AdminSession) -> list[AdminUserOut]:
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=AdminUserOut)
 def create_user(body: AdminUserCreate, admin: AdminUser, session: AdminSession) -> AdminUserOut:
-    """Create an admin account."""
-    return service.create_user(session, body, actor=admin.username)
+    """Create an admin account (admin role only)."""
+    return service.create_user(session, body, actor=admin)
+
+
+@router.post("/users/{user_id}/disable", response_model=AdminUserOut)
+def disable_user(user_id: int, admin: AdminUser, session: AdminSession) -> AdminUserOut:
+    """Disable an admin account: its tokens get 401 at once; the last active admin cannot be disabled (409)."""
+    return service.set_user_active(session, user_id, False, actor=admin)
+
+
+@router.post("/users/{user_id}/enable", response_model=AdminUserOut)
+def enable_user(user_id: int, admin: AdminUser, session: AdminSession) -> AdminUserOut:
+    """Enable an admin account again."""
+    return service.set_user_active(session, user_id, True, actor=admin)
+
+
+@router.patch("/users/{user_id}", response_model=AdminUserOut)
+def patch_user(user_id: int, body: AdminUserPatch, admin: AdminUser, session: AdminSession) -> AdminUserOut:
+    """Change an admin account's role; the last active admin keeps the admin role (409)."""
+    return service.set_user_role(session, user_id, body.role, actor=admin)
 
 
 @router.get("/performance/nodes")

@@ -10,6 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.admin_schemas import (
     AdminTask,
+    AdminTaskPage,
+    AdminTaskRow,
     AdminUserCreate,
     AdminUserOut,
     AttemptOut,
@@ -19,17 +21,18 @@ from api.admin_schemas import (
     ClientPatch,
     ClientSecret,
 )
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, Forbidden, NotFound
 from api.security import hash_secret, new_secret
 from api.services.auth import register_client
 from api.services.jobs import find_job
 from api.services.views import task_view
 from database import migrate
 from database.admin import repositories as admin_repo
+from database.admin.models import AdminUser
 from database.client import repositories as client_repo
 from database.client.models import Client
 from database.engine import session_scope
-from database.enums import DatabaseName, NodeStatus
+from database.enums import AdminRole, DatabaseName, JobStatus, NodeStatus
 from database.shared import repositories as ledger
 
 
@@ -90,14 +93,62 @@ def list_users(session: Session) -> list[AdminUserOut]:
     return [AdminUserOut.model_validate(u) for u in admin_repo.list_admin_users(session)]
 
 
-def create_user(session: Session, data: AdminUserCreate, *, actor: str) -> AdminUserOut:
+def _require_admin_role(actor: AdminUser) -> None:
+    """Only admins manage accounts: an operator must not be able to make itself (or anyone) an admin."""
+    if actor.role != AdminRole.ADMIN:
+        raise Forbidden(f"managing admin users needs the admin role; {actor.username!r} is {actor.role}")
+
+
+def _user(session: Session, user_id: int) -> AdminUser:
+    user = admin_repo.get_admin_user_by_id(session, user_id)
+    if user is None:
+        raise NotFound(f"no admin user {user_id}")
+    return user
+
+
+def _keep_one_admin(session: Session, user: AdminUser, what: str) -> None:
+    """Refuse a change that would leave no active admin: nobody could manage accounts any more."""
+    active_admins = admin_repo.lock_active_admin_ids(session)
+    if active_admins == [user.id]:
+        raise Conflict(f"{user.username!r} is the last active admin and cannot be {what}; make another admin first")
+
+
+def set_user_active(session: Session, user_id: int, active: bool, *, actor: AdminUser) -> AdminUserOut:
+    """Disable (its tokens are refused at once) or enable an admin account."""
+    _require_admin_role(actor)
+    user = _user(session, user_id)
+    if not active:
+        _keep_one_admin(session, user, "disabled")
+    admin_repo.update_admin_user(session, user, is_active=active)
+    action = "admin_user.enable" if active else "admin_user.disable"
+    admin_repo.add_audit(session, actor=actor.username, action=action, target=user.username)
+    return AdminUserOut.model_validate(user)
+
+
+def set_user_role(session: Session, user_id: int, role: AdminRole, *, actor: AdminUser) -> AdminUserOut:
+    _require_admin_role(actor)
+    user = _user(session, user_id)
+    if role != AdminRole.ADMIN:
+        _keep_one_admin(session, user, f"made {role}")
+    before = AdminRole(user.role)
+    admin_repo.update_admin_user(session, user, role=role)
+    admin_repo.add_audit(
+        session, actor=actor.username, action="admin_user.role", target=user.username,
+        detail={"from": before, "to": role},
+    )
+    return AdminUserOut.model_validate(user)
+
+
+def create_user(session: Session, data: AdminUserCreate, *, actor: AdminUser) -> AdminUserOut:
+    _require_admin_role(actor)
     if admin_repo.get_admin_user(session, data.username) is not None:
         raise Conflict(f"username: {data.username!r} is taken")
     user = admin_repo.create_admin_user(
         session, username=data.username, password_hash=hash_secret(data.password), role=data.role
     )
     admin_repo.add_audit(
-        session, actor=actor, action="admin_user.create", target=data.username, detail={"role": data.role}
+        session, actor=actor.username, action="admin_user.create", target=data.username,
+        detail={"role": data.role},
     )
     return AdminUserOut.model_validate(user)
 
@@ -134,11 +185,37 @@ def audit(session: Session, *, limit: int, offset: int) -> list[AuditOut]:
     return [AuditOut.model_validate(r) for r in admin_repo.list_audit(session, limit=limit, offset=offset)]
 
 
-def admin_task(session: Session, job_id: str) -> AdminTask:
+def list_tasks(
+    shared_db: Session,
+    client_db: Session,
+    *,
+    client_id: str | None,
+    status: JobStatus | None,
+    task_type: str | None,
+    node_id: str | None,
+    limit: int,
+    offset: int,
+) -> AdminTaskPage:
+    """Jobs of every client, each with its client's name (one query for the whole page)."""
+    jobs, total = ledger.list_jobs(
+        shared_db, client_id=client_id, status=status, task_type=task_type, node_id=node_id,
+        limit=limit, offset=offset,
+    )
+    names = client_repo.client_names(client_db, {job.client_id for job in jobs})
+    items = [
+        AdminTaskRow(**task_view(shared_db, job).model_dump(), client_id=job.client_id,
+                     client_name=names.get(job.client_id))
+        for job in jobs
+    ]
+    return AdminTaskPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def admin_task(session: Session, client_db: Session, job_id: str) -> AdminTask:
     job = find_job(session, job_id, client_id=None)
     return AdminTask(
         **task_view(session, job).model_dump(),
         client_id=job.client_id,
+        client_name=client_repo.client_names(client_db, [job.client_id]).get(job.client_id),
         flow_run_id=job.flow_run_id,
         node_group=job.node_group,
         attempt_list=[AttemptOut.model_validate(a) for a in job.attempt_rows],

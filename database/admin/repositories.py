@@ -24,6 +24,32 @@ def list_admin_users(session: Session) -> list[AdminUser]:
     return list(session.scalars(select(AdminUser).order_by(AdminUser.id)).all())
 
 
+def get_admin_user_by_id(session: Session, user_id: int) -> AdminUser | None:
+    return session.get(AdminUser, user_id)
+
+
+def lock_active_admin_ids(session: Session) -> list[int]:
+    """Ids of the active users with the admin role, locked (on MySQL) until the caller's transaction ends, so two
+    concurrent demotions cannot both see another admin left."""
+    query = (
+        select(AdminUser.id)
+        .where(AdminUser.is_active.is_(True), AdminUser.role == AdminRole.ADMIN)
+        .with_for_update()
+    )
+    return list(session.scalars(query).all())
+
+
+def update_admin_user(
+    session: Session, user: AdminUser, *, is_active: bool | None = None, role: AdminRole | None = None
+) -> AdminUser:
+    if is_active is not None:
+        user.is_active = is_active
+    if role is not None:
+        user.role = role
+    session.flush()
+    return user
+
+
 def create_admin_user(session: Session, *, username: str, password_hash: str, role: AdminRole) -> AdminUser:
     user = AdminUser(username=username, password_hash=password_hash, role=role)
     session.add(user)

@@ -35,6 +35,15 @@ def list_clients(session: Session, *, limit: int = 50, offset: int = 0) -> tuple
     return list(rows), total
 
 
+def client_names(session: Session, client_ids: Iterable[str]) -> dict[str, str]:
+    """Names of the given clients in one query; unknown ids are absent."""
+    wanted = set(client_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(select(Client.id, Client.name).where(Client.id.in_(wanted)))
+    return dict(rows.tuples().all())
+
+
 def set_client_secret(session: Session, client: Client, secret_hash: str) -> Client:
     """Store a new secret and bump the version so every token issued before dies."""
     client.secret_hash = secret_hash

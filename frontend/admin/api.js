@@ -26,9 +26,9 @@ export function apiBase() {
   return (url || "").replace(/\/+$/, "");
 }
 
-/** Where the Prefect UI lives: an API field wins over /config.js (window.COMFYWS_PREFECT_UI). */
-export function prefectRunUrl(flowRunId, fromApi) {
-  const base = (fromApi || window.COMFYWS_PREFECT_UI || window.COMFYWS_API?.prefect_ui || "").replace(/\/+$/, "");
+/** A flow run's page in the Prefect UI, whose base /config.js names (window.COMFYWS_PREFECT_UI); null if unknown. */
+export function prefectRunUrl(flowRunId) {
+  const base = (window.COMFYWS_PREFECT_UI || "").replace(/\/+$/, "");
   return base && flowRunId ? `${base}/runs/flow-run/${encodeURIComponent(flowRunId)}` : null;
 }
 
@@ -154,6 +154,7 @@ export const users = {
   list: () => get(`${ADMIN}/users`),
   create: (user) => post(`${ADMIN}/users`, user),
   setActive: (userId, active) => post(`${ADMIN}/users/${id(userId)}/${active ? "enable" : "disable"}`),
+  setRole: (userId, role) => request("PATCH", `${ADMIN}/users/${id(userId)}`, { body: { role } }),
 };
 
 /** The task types the service knows, for the jobs filter. */

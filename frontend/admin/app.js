@@ -35,9 +35,13 @@ function parseHash() {
   };
 }
 
-/** A counter that goes up whenever the API says (or a poll suggests) that something changed. */
+/**
+ * A counter that goes up whenever the API says (or a poll suggests) that something changed, and the latest
+ * live message itself, for views that can apply an event at once (a node's health) before their reload.
+ */
 function usePulse(signedIn) {
   const pulse = ref(0);
+  const lastEvent = ref(null);
   const mode = ref("connecting");
   let pending = null;
   let stop = null;
@@ -48,8 +52,12 @@ function usePulse(signedIn) {
       pulse.value += 1;
     }, COALESCE_MS);
   };
+  const onMessage = (message) => {
+    if (message?.type !== "poll") lastEvent.value = message;
+    bump();
+  };
   const start = () => {
-    stop = api.watchChanges(bump, (m) => (mode.value = m));
+    stop = api.watchChanges(onMessage, (m) => (mode.value = m));
     safety = setInterval(() => mode.value === "live" && bump(), SAFETY_REFRESH_MS);
   };
   const end = () => {
@@ -59,7 +67,7 @@ function usePulse(signedIn) {
   };
   watch(signedIn, (now) => (now ? start() : end()), { immediate: true });
   onBeforeUnmount(end);
-  return { pulse, mode };
+  return { pulse, lastEvent, mode };
 }
 
 const App = {
@@ -70,8 +78,9 @@ const App = {
     const reason = ref("");
     const route = ref(parseHash());
     const menuOpen = ref(false);
-    const { pulse, mode } = usePulse(signedIn);
+    const { pulse, lastEvent, mode } = usePulse(signedIn);
     provide("pulse", pulse);
+    provide("lastEvent", lastEvent);
     const user = computed(() => (signedIn.value ? api.currentUser() : null));
     const page = computed(() => PAGES.find((p) => p.key === route.value.page));
     const onHash = () => {

@@ -1,34 +1,39 @@
 """The Vue admin dashboard in Debian's Chromium against the whole stack: sign-in, overview counts, draining a node
-steers new jobs away from it, strategies, jobs (filter, detail, cancel), clients (create, rotate), migrations,
-and user text rendered as text. Each page is saved at desktop and phone width under tests/artifacts/screenshots."""
+steers new jobs away from it, node health arriving live from the monitor, strategies, jobs (filter, client names,
+detail with its Prefect flow-run link, cancel), clients (create, rotate), admin users (disable, enable, role),
+migrations, the overview charts drawn from real data, and user text rendered as text. Each page is saved at desktop
+and phone width under tests/artifacts/screenshots. /config.js's Prefect UI address is checked without a browser."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from frontend.server import VUE_DIST, FrontendKind, app_for
-from tests.fixtures.prefect_server import wait_until
+from frontend.server import VUE_DIST, FrontendKind, app_for, get_frontend_settings
+from tests.fixtures.prefect_server import PROJECT_ROOT, free_port, wait_until
 from tests.frontend.conftest import StaticServer, screenshot
 
 # The stack is listed before `page` in every test: it must start before Playwright's loop runs in this thread.
 pytestmark = pytest.mark.timeout(180)
 
 XSS_NAME = '<img src=x onerror="window.__xss=1">'
-PREFECT_UI = "http://prefect.example.test"
+PREFECT_ENV = ("COMFYWS_FRONTEND_PREFECT_UI", "COMFYWS_API_PREFECT_API_URL", "PREFECT_API_URL")
 
 
 def _serve_admin(api_url: str) -> StaticServer:
     import threading
 
     import uvicorn
-
-    from tests.fixtures.prefect_server import free_port
 
     port = free_port()
     config = uvicorn.Config(app_for(FrontendKind.ADMIN, api_url=api_url), host="127.0.0.1", port=port,
@@ -44,6 +49,7 @@ def _serve_admin(api_url: str) -> StaticServer:
 def admin_ui(stack: Any) -> Iterator[StaticServer]:
     if not (VUE_DIST / "vue.global.prod.js").exists():
         pytest.fail("Vue is not installed: run `npm ci` in frontend/admin")
+    get_frontend_settings.cache_clear()  # /config.js reads PREFECT_API_URL, set by the stack's Prefect server
     server = _serve_admin(stack.api_url)
     yield server
     server.stop()
@@ -132,6 +138,7 @@ def test_wrong_password_is_refused_with_a_message_then_sign_in_shows_the_overvie
     expect(page.locator("[data-count=nodes-total] .tile-value")).to_have_text(re.compile(r"^[1-9]\d*$"))
     expect(page.locator("figure.chart")).to_have_count(2)
     screenshot(page, "admin-overview")
+    _charts_draw_the_last_hour(page)
 
     # A job finishing now shows up without a reload: the admin socket (or polling) refreshes the counts.
     expect(page.get_by_test_id("live-mode")).to_have_text("live")
@@ -141,6 +148,28 @@ def test_wrong_password_is_refused_with_a_message_then_sign_in_shows_the_overvie
     wait_until(lambda: int(completed_tile.inner_text()) > shown, timeout=20, interval=0.1,
                what="the overview to count the new job without a reload")
     _no_script_errors(page)
+
+
+def _series(page: Page, chart: str, name: str) -> tuple[int, list[float]]:
+    """(points on the line, values of its dots) of one series of the chart titled `chart`."""
+    group = page.locator(f"figure.chart[aria-label='{chart}'] g[data-series='{name}']")
+    points = (group.locator("polyline").get_attribute("points") or "").split()
+    return len(points), [float(v) for v in group.locator("circle").evaluate_all("cs => cs.map(c => c.dataset.value)")]
+
+
+def _charts_draw_the_last_hour(page: Page) -> None:
+    """The hour in 12 five-minute points; the jobs finished above show as completed throughput, and the failure
+    rate has a dot wherever jobs finished (a lone busy 5 minutes has no line, only its dot)."""
+    count, completed = _series(page, "Throughput (last hour)", "completed / 5 min")
+    assert count == 12 and len(completed) == 12 and sum(completed) >= 1, completed
+    count, failed = _series(page, "Throughput (last hour)", "failed / 5 min")
+    assert count == 12 and all(v >= 0 for v in failed)
+    _, rates = _series(page, "Failure rate (last hour)", "failure rate")
+    assert rates and all(0 <= rate <= 100 for rate in rates), rates
+    finished = [c + f for c, f in zip(completed, failed, strict=True) if c + f]
+    assert len(rates) == len(finished)
+    # A 0 % failure rate is a finding, not an empty window.
+    expect(page.locator("figure.chart figcaption", has_text="nothing finished")).to_have_count(0)
 
 
 def test_a_drained_node_gets_no_new_jobs_and_strategy_switches(
@@ -210,12 +239,15 @@ def test_jobs_filter_detail_and_cancel(
         slow = _small_job(stack, client_token, steps=60, prompt=f"slow {XSS_NAME}")
         wait_until(lambda: stack.task(client_token, slow["task_id"])["status"] == "running", timeout=30,
                    interval=0.1, what="the slow job to start")
-        page.add_init_script(f"window.COMFYWS_PREFECT_UI = {PREFECT_UI!r};")
         _sign_in(page, admin_ui, stack, path="#/jobs")
         page.get_by_label("Status").select_option("running")
         running = page.locator(f"tr[data-task='{slow['task_id']}']")
         expect(running).to_be_visible()
         expect(page.locator(f"tr[data-task='{done['task_id']}']")).to_have_count(0)
+        with _admin(stack) as http:
+            client_name = http.get(f"/api/v2/admin/tasks/{slow['task_id']}").json()["client_name"]
+        assert client_name
+        expect(running.locator("td[data-label=Client]")).to_have_text(client_name)
         expect(page.locator("[data-testid=jobs-table] tbody tr [data-state]")).to_have_text(
             re.compile("running")
         )
@@ -228,8 +260,12 @@ def test_jobs_filter_detail_and_cancel(
         # 64-bit seeds are beyond JavaScript's exact integers: the page must show the stored one, not a rounding.
         seed = str(stack.task(client_token, slow["task_id"])["seed"])
         expect(detail.locator("[data-testid=job-seed]")).to_have_text(seed)
+        # /config.js names the stack's Prefect server (its API URL minus /api) as seen from the page.
+        prefect_ui = stack.prefect_url.removesuffix("/api")
         link = detail.locator("[data-testid=flow-run-link]")
-        expect(link).to_have_attribute("href", re.compile(rf"^{re.escape(PREFECT_UI)}/runs/flow-run/[0-9a-f-]+$"))
+        expect(link).to_have_attribute("href", re.compile(rf"^{re.escape(prefect_ui)}/runs/flow-run/[0-9a-f-]+$"))
+        flow_run = httpx.get(f"{stack.prefect_url}/flow_runs/{link.get_attribute('href').rsplit('/', 1)[1]}")
+        assert flow_run.status_code == 200, flow_run.text  # the link names a real flow run
         screenshot(page, "admin-job-detail")
         detail.get_by_role("button", name="Cancel job").click()
         expect(detail.locator("[data-testid=job-status]")).to_have_text("cancelled", timeout=30_000)
@@ -300,3 +336,103 @@ def test_database_page_shows_migration_status_and_users_page_lists_admin(
     expect(page.locator(f"tr[data-user='{stack.admin_credentials[0]}']")).to_be_visible()
     screenshot(page, "admin-users")
     _no_script_errors(page)
+
+
+def test_users_page_disables_enables_and_changes_roles(stack: Any, admin_ui: StaticServer, page: Page) -> None:
+    with _admin(stack) as http:
+        created = http.post("/api/v2/admin/users", json={"username": "ui-night-shift", "password": "night-pass-1"})
+    assert created.status_code == 201, created.text
+    _sign_in(page, admin_ui, stack, path="#/users")
+    row = page.locator("tr[data-user='ui-night-shift']")
+    me = page.locator(f"tr[data-user='{stack.admin_credentials[0]}']")
+
+    me.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("alert")).to_contain_text("last active admin")
+    expect(me.locator("[data-state=active]")).to_be_visible()
+
+    row.get_by_role("button", name="Disable").click()
+    expect(row.locator("[data-state=disabled]")).to_be_visible()
+    with stack.http() as http:
+        refused = http.post("/admin/auth/login", json={"username": "ui-night-shift", "password": "night-pass-1"})
+    assert refused.status_code == 401
+    row.get_by_role("button", name="Enable").click()
+    expect(row.locator("[data-state=active]")).to_be_visible()
+
+    row.get_by_label("Role of ui-night-shift").select_option("viewer")
+    expect(page.get_by_text("ui-night-shift is now viewer.")).to_be_visible()
+    # The last admin keeps its role: the refusal is shown and the select goes back to "admin".
+    me.get_by_label(f"Role of {stack.admin_credentials[0]}").select_option("operator")
+    expect(page.get_by_role("alert")).to_contain_text("last active admin")
+    expect(me.get_by_label(f"Role of {stack.admin_credentials[0]}")).to_have_value("admin")
+    screenshot(page, "admin-users-actions")
+    with _admin(stack) as http:
+        users = {u["username"]: u for u in http.get("/api/v2/admin/users").json()}
+    assert users["ui-night-shift"]["role"] == "viewer" and users["ui-night-shift"]["is_active"]
+    assert users[stack.admin_credentials[0]]["role"] == "admin"
+    _no_script_errors(page)
+
+
+def test_node_health_from_the_monitor_shows_without_a_reload(
+    stack: Any, admin_ui: StaticServer, page: Page
+) -> None:
+    dead = {"node_id": "ui-gone-node", "base_url": f"http://127.0.0.1:{free_port()}", "group": "ui-health"}
+    with _admin(stack) as http:
+        assert http.post("/api/v2/admin/nodes", json=dead).status_code == 201
+    try:
+        _sign_in(page, admin_ui, stack, path="#/nodes")
+        row = page.locator("tr[data-node=ui-gone-node]")
+        expect(row.locator("[data-state=unknown]")).to_be_visible()
+        expect(page.get_by_test_id("live-mode")).to_have_text("live")
+        # One round of the real monitor, as `comfyws run` starts it; it posts node events to the stack's API.
+        monitor = subprocess.run(
+            [sys.executable, "-m", "comfyws", "monitor", "--once", "--no-sync"],
+            cwd=PROJECT_ROOT, env={**os.environ, "COMFYWS_API_URL": stack.api_url}, capture_output=True,
+            text=True, timeout=60,
+        )
+        assert monitor.returncode == 0, monitor.stdout + monitor.stderr
+        with _admin(stack) as http:
+            stored = http.get("/api/v2/admin/nodes/ui-gone-node/health").json()["node"]
+        assert stored["status"] == "unhealthy", (stored, monitor.stdout, monitor.stderr)
+        # Well inside the dashboard's 15 s safety refresh: the node event itself moved the badge.
+        expect(row.locator("[data-state=unhealthy]")).to_be_visible(timeout=5_000)
+        expect(page.locator("tr[data-node=sim-1] [data-state=healthy]")).to_be_visible(timeout=5_000)
+        screenshot(page, "admin-nodes-health")
+    finally:
+        with _admin(stack) as http:
+            http.delete("/api/v2/admin/nodes/ui-gone-node")
+    _no_script_errors(page)
+
+
+async def _get_config_js(host: str) -> str:
+    transport = httpx.ASGITransport(app=app_for(FrontendKind.ADMIN))
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as http:
+        return (await http.get("/config.js")).text
+
+
+def _config_js(host: str) -> str:
+    # A loop in a thread of its own: Playwright's sync API may keep a loop marked running in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _get_config_js(host)).result(timeout=30)
+
+
+@pytest.fixture
+def prefect_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    for name in PREFECT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    get_frontend_settings.cache_clear()
+    yield monkeypatch
+    get_frontend_settings.cache_clear()
+
+
+def test_config_names_the_prefect_ui_on_the_pages_own_host(prefect_env: pytest.MonkeyPatch) -> None:
+    assert "COMFYWS_PREFECT_UI" not in _config_js("192.168.1.20:8001")  # nothing known, nothing said
+    prefect_env.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    get_frontend_settings.cache_clear()
+    # A Prefect server on the dashboard's machine, reached over the LAN: the page's host, Prefect's port.
+    assert 'window.COMFYWS_PREFECT_UI = "http://192.168.1.20:4200";' in _config_js("192.168.1.20:8001")
+    prefect_env.setenv("COMFYWS_API_PREFECT_API_URL", "https://prefect.example.test/api/")
+    get_frontend_settings.cache_clear()
+    assert 'window.COMFYWS_PREFECT_UI = "https://prefect.example.test";' in _config_js("192.168.1.20:8001")
+    prefect_env.setenv("COMFYWS_FRONTEND_PREFECT_UI", "https://flows.example.test/")
+    get_frontend_settings.cache_clear()
+    assert 'window.COMFYWS_PREFECT_UI = "https://flows.example.test";' in _config_js("192.168.1.20:8001")

@@ -67,7 +67,7 @@ async def test_first_probe_marks_a_new_node_healthy_and_reads_its_inventory(
     assert check.ok and check.latency_ms is not None and check.error is None
     # The balancer now routes by what the node really has.
     [snap] = registry.list_snapshots()
-    with pytest.raises(NoEligibleNode, match="missing checkpoint flux.safetensors"):
+    with pytest.raises(NoEligibleNode, match=r"missing checkpoint flux\.safetensors"):
         choose_node([snap], Requirements("text_to_image", checkpoints=frozenset({"flux.safetensors"})),
                     strategy="least_loaded")
 

@@ -1,6 +1,6 @@
 /** One job: its parameters, every attempt and its node, results, the Prefect flow run; cancel and retry. */
 
-import { tasks, clients, prefectRunUrl } from "../api.js";
+import { tasks, prefectRunUrl } from "../api.js";
 import { useLiveLoad, useFeedback, StatusBadge, Feedback } from "./common.js";
 import { FINAL_STATES, time, seconds, percent } from "./format.js";
 
@@ -12,22 +12,13 @@ export default {
   props: { taskId: { type: String, required: true } },
   setup(props) {
     const task = ref(null);
-    const clientName = ref("");
     const { loadError, reload } = useLiveLoad(async () => {
       task.value = await tasks.get(props.taskId);
     });
     watch(() => props.taskId, reload);
-    watch(
-      () => task.value?.client_id,
-      async (clientId) => {
-        if (!clientId) return;
-        const page = await clients.list().catch(() => ({ items: [] }));
-        clientName.value = page.items.find((c) => c.client_id === clientId)?.client_name || "";
-      },
-    );
     const feedback = reactive(useFeedback());
     const attempts = computed(() => task.value?.attempt_list || task.value?.attempts_detail || []);
-    const flowRun = computed(() => prefectRunUrl(task.value?.flow_run_id, task.value?.prefect_ui_url));
+    const flowRun = computed(() => prefectRunUrl(task.value?.flow_run_id));
     const final = computed(() => FINAL_STATES.includes(task.value?.status));
     const params = computed(() => Object.entries(task.value?.params || {}));
     const cancel = async () => {
@@ -38,7 +29,7 @@ export default {
       const created = await feedback.run(() => tasks.retry(props.taskId), (t) => `Retried as job ${t.task_id}.`);
       if (created) window.location.hash = `#/jobs/${encodeURIComponent(created.task_id)}`;
     };
-    return { task, clientName, loadError, feedback, attempts, flowRun, final, params, cancel, retry, time, seconds, percent };
+    return { task, loadError, feedback, attempts, flowRun, final, params, cancel, retry, time, seconds, percent };
   },
   template: `
     <section aria-labelledby="job-title" data-testid="job-detail">
@@ -57,7 +48,7 @@ export default {
         </div>
         <dl class="facts">
           <dt>Type</dt><dd>{{ task.task_type }} · {{ task.workflow_name }}</dd>
-          <dt>Client</dt><dd>{{ clientName || task.client_id }}</dd>
+          <dt>Client</dt><dd>{{ task.client_name || task.client_id }} <small v-if="task.client_name" class="muted">{{ task.client_id }}</small></dd>
           <dt>Node</dt><dd>{{ task.node_id || "—" }} <small class="muted">(group {{ task.node_group || "default" }})</small></dd>
           <dt>Priority</dt><dd>{{ task.priority }}</dd>
           <dt>Progress</dt><dd>{{ percent(task.progress) }}<span v-if="task.total_steps"> · step {{ task.current_step }} / {{ task.total_steps }}</span></dd>

@@ -42,11 +42,8 @@ export default {
       reload();
     });
     const names = computed(() => Object.fromEntries(choices.clients.map((c) => [c.client_id, c.client_name])));
-    // Rows carry client_id when the API includes it; a client filter names the client of every row.
-    const clientOf = (task) => {
-      const id = task.client_id || filters.client_id;
-      return id ? names.value[id] || id : "—";
-    };
+    // Rows carry the client's id and name (null once the client is gone: its id stands in).
+    const clientOf = (task) => task.client_name || names.value[task.client_id] || task.client_id || "—";
     const turn = (step) => {
       offset.value = Math.max(0, offset.value + step * PAGE);
       reload();

@@ -7,7 +7,7 @@ import NodeForm from "./NodeForm.js";
 import NodeHistory from "./NodeHistory.js";
 import StrategyPicker from "./StrategyPicker.js";
 
-const { ref, reactive, computed } = window.Vue;
+const { ref, reactive, computed, inject, watch } = window.Vue;
 
 /** Jobs running per node, for nodes whose row does not carry its own in-flight count. */
 async function runningByNode() {
@@ -35,6 +35,12 @@ export default {
       rows.value = Array.isArray(list) ? list : list.items || [];
       running.value = counts;
       record.value = Object.fromEntries(stats.map((s) => [s.key, s]));
+    });
+    // The health monitor announces {type: "node", node_id, status}: show it now; the reload brings the rest.
+    watch(inject("lastEvent", ref(null)), (event) => {
+      if (event?.type !== "node") return;
+      const row = rows.value.find((n) => n.node_id === event.node_id);
+      if (row) row.status = event.status;
     });
     const feedback = reactive(useFeedback());
     const groups = computed(() => [...new Set(["default", ...rows.value.map((n) => n.group)])].sort());

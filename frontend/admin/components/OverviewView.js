@@ -45,11 +45,12 @@ export default {
         values: points.value.map((p) => (p.completed + p.failed ? (100 * p.failed) / (p.completed + p.failed) : null)),
       },
     ]);
+    const nothingFinished = computed(() => !points.value.some((p) => p.completed + p.failed));
     const nodes = computed(() => data.value?.nodes || {});
     const nodesUp = computed(() => nodes.value.healthy ?? 0);
     const nodesDown = computed(() => nodes.value.unhealthy ?? 0);
     const nodesUnknown = computed(() => (nodes.value.total ?? 0) - nodesUp.value - nodesDown.value);
-    return { data, loadError, counts, labels, throughput, failureRate, nodes, nodesUp, nodesDown, nodesUnknown };
+    return { data, loadError, counts, labels, throughput, failureRate, nothingFinished, nodes, nodesUp, nodesDown, nodesUnknown };
   },
   template: `
     <section aria-labelledby="overview-title">
@@ -71,8 +72,9 @@ export default {
         <a class="tile" href="#/clients" data-count="clients"><span class="tile-value">{{ data?.clients ?? 0 }}</span><status-badge state="" label="clients" /></a>
       </div>
       <div class="charts">
-        <line-chart title="Throughput (last hour)" :labels="labels" :series="throughput" />
-        <line-chart title="Failure rate (last hour)" :labels="labels" :series="failureRate" unit=" %" :fixed-max="100" />
+        <line-chart title="Throughput (last hour)" :labels="labels" :series="throughput" :empty="nothingFinished" />
+        <line-chart title="Failure rate (last hour)" :labels="labels" :series="failureRate" unit=" %" :fixed-max="100"
+                    :empty="nothingFinished" />
       </div>
     </section>`,
 };

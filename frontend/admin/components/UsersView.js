@@ -1,6 +1,6 @@
-/** Admin accounts: who may sign in to this dashboard, with which role; create new ones. */
+/** Admin accounts: who may sign in to this dashboard, with which role; create, disable, enable, change role. */
 
-import { users } from "../api.js";
+import { users, currentUser } from "../api.js";
 import { useLiveLoad, useFeedback, StatusBadge, Feedback } from "./common.js";
 import { time } from "./format.js";
 
@@ -15,6 +15,7 @@ export default {
     const rows = ref([]);
     const form = reactive({ username: "", password: "", role: "operator" });
     const feedback = reactive(useFeedback());
+    const me = currentUser()?.username;
     const { loadError, reload } = useLiveLoad(async () => {
       rows.value = await users.list();
     });
@@ -25,7 +26,18 @@ export default {
         await reload();
       }
     };
-    return { rows, form, feedback, loadError, create, time, ROLES };
+    const setActive = async (user, active) => {
+      const verb = active ? "enabled" : "disabled";
+      await feedback.run(() => users.setActive(user.id, active), (u) => `${u.username} ${verb}.`);
+      await reload();
+    };
+    const setRole = async (user, select) => {
+      const changed = await feedback.run(() => users.setRole(user.id, select.value), (u) => `${u.username} is now ${u.role}.`);
+      // Refused (the last admin, or no admin role): the stored role did not change, so neither does Vue's binding.
+      if (!changed) select.value = user.role;
+      await reload();
+    };
+    return { rows, form, feedback, loadError, me, create, setActive, setRole, time, ROLES };
   },
   template: `
     <section aria-labelledby="users-title">
@@ -34,14 +46,23 @@ export default {
       <feedback :error="feedback.error" :notice="feedback.notice" />
       <div class="table-wrap">
         <table class="cards" data-testid="users-table">
-          <thead><tr><th>Username</th><th>Role</th><th>State</th><th>Created</th><th>Last sign-in</th></tr></thead>
+          <thead><tr><th>Username</th><th>Role</th><th>State</th><th>Created</th><th>Last sign-in</th><th>Actions</th></tr></thead>
           <tbody>
             <tr v-for="u in rows" :key="u.id" :data-user="u.username">
-              <td data-label="Username"><strong>{{ u.username }}</strong></td>
-              <td data-label="Role">{{ u.role }}</td>
+              <td data-label="Username"><strong>{{ u.username }}</strong> <small v-if="u.username === me" class="muted">(you)</small></td>
+              <td data-label="Role">
+                <select :value="u.role" :aria-label="'Role of ' + u.username" :disabled="feedback.busy"
+                        @change="setRole(u, $event.target)">
+                  <option v-for="r in ROLES" :key="r" :value="r">{{ r }}</option>
+                </select>
+              </td>
               <td data-label="State"><status-badge :state="u.is_active ? 'active' : 'disabled'" /></td>
               <td data-label="Created">{{ time(u.created_at) }}</td>
               <td data-label="Last sign-in">{{ time(u.last_login_at) }}</td>
+              <td data-label="Actions" class="actions">
+                <button v-if="u.is_active" class="danger" :disabled="feedback.busy" @click="setActive(u, false)">Disable</button>
+                <button v-else :disabled="feedback.busy" @click="setActive(u, true)">Enable</button>
+              </td>
             </tr>
           </tbody>
         </table>

@@ -5,19 +5,38 @@ import { tone } from "./format.js";
 
 const { ref, inject, watch, onMounted } = window.Vue;
 
-/** Run `load` now and again whenever the dashboard hears that something changed. */
+/**
+ * Run `load` now and again whenever the dashboard hears that something changed. Loads never overlap: a change
+ * heard during one queues one more, so a slow answer read before the change cannot land after a fresh one.
+ */
 export function useLiveLoad(load) {
   const pulse = inject("pulse");
   const loadError = ref("");
   const loaded = ref(false);
+  let inFlight = null;
+  let again = false;
+  const loadUntilCurrent = async () => {
+    do {
+      again = false;
+      try {
+        await load();
+        loadError.value = "";
+      } catch (error) {
+        loadError.value = messageOf(error);
+      }
+    } while (again);
+    loaded.value = true;
+  };
   const run = async () => {
+    if (inFlight) {
+      again = true;
+      return inFlight;
+    }
+    inFlight = loadUntilCurrent();
     try {
-      await load();
-      loadError.value = "";
-    } catch (error) {
-      loadError.value = messageOf(error);
+      await inFlight;
     } finally {
-      loaded.value = true;
+      inFlight = null;
     }
   };
   onMounted(run);
