@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from comfyws.settings import get_settings
 from frontend import CLIENT_DIR
 from frontend.server import create_app, get_frontend_settings
 
@@ -17,9 +18,12 @@ from frontend.server import create_app, get_frontend_settings
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.delenv("COMFYWS_FRONTEND_API_URL", raising=False)
     monkeypatch.delenv("COMFYWS_FRONTEND_API_PORT", raising=False)
+    monkeypatch.delenv("COMFYWS_API_URL", raising=False)  # a stack started earlier in the session sets it
     get_frontend_settings.cache_clear()
+    get_settings.cache_clear()
     yield monkeypatch
     get_frontend_settings.cache_clear()
+    get_settings.cache_clear()
 
 
 async def _get(app, url: str, *, host: str = "192.168.1.20:8001") -> httpx.Response:  # type: ignore[no-untyped-def]
