@@ -43,6 +43,7 @@ EventHandler = Callable[[Event], Awaitable[None]]
 
 # Bounded reconnect backoff: about 8 s in all before the node counts as unavailable.
 RECONNECT_DELAYS = (0.05, 0.25, 0.5, 1.0, 2.0, 4.0)
+REFUSALS_BEFORE_GIVING_UP = 3
 # Previews of large images can exceed websockets' 1 MiB default.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 FEATURE_FLAGS = json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
@@ -136,6 +137,7 @@ class RunTracker:
     async def _connect(self, *, delays: tuple[float, ...] = RECONNECT_DELAYS) -> None:
         url = f"{self._client.ws_url}?clientId={self._client_id}"
         last_error: Exception | None = None
+        refused = 0
         for delay in (0.0, *delays):
             await asyncio.sleep(delay)
             try:
@@ -146,6 +148,12 @@ class RunTracker:
                 return
             except (OSError, TimeoutError, WebSocketException) as exc:
                 last_error = exc
+                # A refused connection means the host is up but no node process listens: it died. A restarted
+                # node has lost its queue anyway, so the job should move at once instead of waiting out the
+                # backoff meant for a flaky network.
+                refused = refused + 1 if isinstance(exc, ConnectionRefusedError) else 0
+                if refused >= REFUSALS_BEFORE_GIVING_UP:
+                    break
         self._ws = None
         raise NodeUnavailable(f"WebSocket {url} unreachable: {last_error!r}", base_url=self._client.base_url)
 
