@@ -100,7 +100,18 @@ async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
 
 
 async def _claim(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeSnapshot:
-    """A node with a free slot, chosen by the group's strategy; waits while every eligible node is busy."""
+    """A node with a free slot, chosen by the group's strategy; waits while every eligible node is busy.
+
+    While it waits the job is marked waiting in the ledger, so a freed slot goes to the best waiting job of the
+    group (priority, then age) rather than to whichever loop asks first."""
+    try:
+        return await _claim_loop(job_id, request, prepared)
+    except Exception:
+        await asyncio.to_thread(registry.stop_waiting, job_id)
+        raise
+
+
+async def _claim_loop(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeSnapshot:
     nodes_config = get_config().nodes
     group = request.node_group
     req = requirements_for(prepared.graph, request.task_type)
@@ -111,7 +122,8 @@ async def _claim(job_id: str, request: GenerationRequest, prepared: PreparedJob)
         strategy = await asyncio.to_thread(registry.get_strategy, group, nodes_config.group(group).strategy)
         try:
             return await asyncio.to_thread(
-                registry.claim_node, job_id, group, req, strategy=strategy, exclude=exclude
+                registry.claim_node, job_id, group, req, strategy=strategy, exclude=exclude,
+                waiter_stale_s=settings.waiter_stale_s,
             )
         except NoEligibleNode as exc:
             if not getattr(exc, "retryable", False):

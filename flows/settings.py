@@ -15,6 +15,9 @@ class FlowSettings(BaseSettings):
     total_timeout_s: float | None = Field(None, description="Upper bound of one attempt; None = no bound")
     slot_wait_s: float = Field(3600.0, description="How long a job waits for a free node slot before failing")
     slot_poll_s: float = Field(0.2, description="Pause between claims while every node is busy")
+    waiter_stale_s: float = Field(
+        5.0, description="A job waiting for a slot whose claim loop was not seen for this long holds no slots"
+    )
     progress_write_interval_s: float = Field(0.5, description="Least time between progress writes to the ledger")
     artifact_thumbnail_px: int = Field(160, description="Edge of the preview shown in the Prefect artifact")
 

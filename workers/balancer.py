@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from comfyws.config import Strategy
 from database.enums import NodeStatus
 
 __all__ = [
-    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "choose_node", "eligible",
-    "requirements_for",
+    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "capable", "choose_node", "eligible",
+    "requirements_for", "reserve_for_waiters",
 ]
 
 # Graph inputs that name a model file the node must have (all of them live in the node's checkpoint list).
@@ -39,11 +39,12 @@ class NodeSnapshot:
     weight: float = 1.0
     last_checkpoint: str | None = None
     vram_free: int | None = None
+    reserved: int = 0  # free slots held for better-placed jobs waiting in the claim loop
 
     @property
     def free_slots(self) -> int:
         """Prompts the node may still take (never negative)."""
-        return max(0, self.max_concurrent - self.in_flight)
+        return max(0, self.max_concurrent - self.in_flight - self.reserved)
 
     @property
     def load(self) -> float:
@@ -110,7 +111,9 @@ def requirements_for(graph: dict[str, Any], task_type: str) -> Requirements:
     return Requirements(task_type=task_type, checkpoints=frozenset(checkpoints), node_classes=frozenset(classes))
 
 
-def _unfit_reason(node: NodeSnapshot, req: Requirements, exclude: frozenset[str]) -> str | None:
+def _unfit_reason(
+    node: NodeSnapshot, req: Requirements, exclude: frozenset[str], *, ignore_health: bool = False
+) -> str | None:
     """Why the node cannot take the job, ignoring slots; None when it can."""
     if node.node_id in exclude:
         return "excluded (already tried for this job)"
@@ -119,7 +122,7 @@ def _unfit_reason(node: NodeSnapshot, req: Requirements, exclude: frozenset[str]
     if node.draining:
         return "draining"
     # UNKNOWN means "never probed": the health monitor turns it HEALTHY or UNHEALTHY on the first probe.
-    if node.status == NodeStatus.UNHEALTHY:
+    if node.status == NodeStatus.UNHEALTHY and not ignore_health:
         return "unhealthy"
     if node.capabilities and req.task_type not in node.capabilities:
         return f"does not serve {req.task_type!r} (serves {', '.join(node.capabilities)})"
@@ -133,21 +136,55 @@ def _unfit_reason(node: NodeSnapshot, req: Requirements, exclude: frozenset[str]
     return None
 
 
-def eligible(
-    nodes: Iterable[NodeSnapshot], req: Requirements, *, exclude: frozenset[str] = frozenset()
+def capable(
+    nodes: Iterable[NodeSnapshot],
+    req: Requirements,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    ignore_health: bool = False,
 ) -> tuple[list[NodeSnapshot], dict[str, str]]:
-    """Nodes that can take the job now (sorted by node_id), and why each other node cannot."""
+    """Nodes that could run the job once a slot is free (sorted by node_id), and why each other node cannot.
+
+    `ignore_health` counts unhealthy nodes as able: for a check that outlives a passing outage (at submit)."""
     fit: list[NodeSnapshot] = []
     reasons: dict[str, str] = {}
     for node in sorted(nodes, key=_node_id):
-        why = _unfit_reason(node, req, exclude)
-        if why is None and node.free_slots <= 0:
-            why = f"{_NO_SLOT} ({node.in_flight}/{node.max_concurrent} in flight)"
+        why = _unfit_reason(node, req, exclude, ignore_health=ignore_health)
         if why is None:
             fit.append(node)
         else:
             reasons[node.node_id] = why
     return fit, reasons
+
+
+def reserve_for_waiters(nodes: Sequence[NodeSnapshot], waiters: Iterable[Iterable[str]]) -> list[NodeSnapshot]:
+    """The nodes with free slots held back for jobs that go first (`waiters`: each one's capable node ids, best
+    job first). Greedy: each waiter holds one free slot on the first of its nodes that still has one; a waiter
+    whose nodes are all full holds nothing, so a slot it cannot use is never kept from a job that can."""
+    reserved: dict[str, int] = {}
+    by_id = {node.node_id: node for node in sorted(nodes, key=_node_id)}
+    for wanted in waiters:
+        for node_id in sorted(set(wanted) & by_id.keys()):
+            node = by_id[node_id]
+            if node.free_slots - reserved.get(node_id, 0) > 0:
+                reserved[node_id] = reserved.get(node_id, 0) + 1
+                break
+    return [replace(node, reserved=node.reserved + reserved.get(node.node_id, 0)) for node in nodes]
+
+
+def eligible(
+    nodes: Iterable[NodeSnapshot], req: Requirements, *, exclude: frozenset[str] = frozenset()
+) -> tuple[list[NodeSnapshot], dict[str, str]]:
+    """Nodes that can take the job now (sorted by node_id), and why each other node cannot."""
+    fit, reasons = capable(nodes, req, exclude=exclude)
+    free: list[NodeSnapshot] = []
+    for node in fit:
+        if node.free_slots > 0:
+            free.append(node)
+        else:
+            held = f", {node.reserved} held for jobs ahead" if node.reserved else ""
+            reasons[node.node_id] = f"{_NO_SLOT} ({node.in_flight}/{node.max_concurrent} in flight{held})"
+    return free, reasons
 
 
 def choose_node(

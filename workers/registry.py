@@ -8,12 +8,16 @@ Every claim for a group takes that lock, so claims are serialised: each reads th
 claim's job row was committed and cannot over-fill a node. Anything else that changes jobs only ends them, which
 lowers the count, so it cannot break the bound. If the admin commit fails after the shared commit, only the
 round-robin cursor is lost.
+
+Claims honour priority: a job that finds no free slot is marked waiting in the ledger (with the nodes it could
+use and a heartbeat), and later claims hold free slots for live waiters that go first (priority, then age).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, get_args
 
 from sqlalchemy import func, select
@@ -24,16 +28,28 @@ from comfyws.config import NodesConfig, Strategy
 from database.admin.models import AuditLog, Node, Setting
 from database.engine import session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
+from database.shared import repositories as ledger
 from database.shared.models import Job
 from database.types import utcnow
-from workers.balancer import NodeSnapshot, Requirements, choose_node
+from workers.balancer import (
+    NodeSnapshot,
+    NoEligibleNode,
+    Requirements,
+    capable,
+    choose_node,
+    reserve_for_waiters,
+)
 
 __all__ = [
     "NodeConflict", "claim_node", "get_strategy", "heartbeat", "list_snapshots", "record_last_checkpoint",
-    "register_node", "set_strategy", "sync_static_nodes",
+    "register_node", "set_strategy", "stop_waiting", "sync_static_nodes",
 ]
 
 STRATEGIES: frozenset[str] = frozenset(get_args(Strategy))
+# A job waiting for a slot refreshes its heartbeat this often; after DEFAULT_WAITER_STALE_S without one it is
+# taken for dead (its worker was killed) and holds no slots.
+HEARTBEAT_EVERY = timedelta(seconds=1)
+DEFAULT_WAITER_STALE_S = 5.0
 
 
 class NodeConflict(Exception):
@@ -140,12 +156,20 @@ def set_strategy(group: str, strategy: Strategy, *, actor: str) -> None:
 
 
 def claim_node(
-    job_id: str, group: str, req: Requirements, *, strategy: Strategy, exclude: frozenset[str]
+    job_id: str,
+    group: str,
+    req: Requirements,
+    *,
+    strategy: Strategy,
+    exclude: frozenset[str],
+    waiter_stale_s: float = DEFAULT_WAITER_STALE_S,
 ) -> NodeSnapshot:
     """Choose a node of the group and mark the job RUNNING on it, atomically across processes.
 
-    `strategy` is the config default; an admin override for the group wins. Raises NoFreeSlot (retryable) when
-    every fitting node is full and NoEligibleNode when none fits.
+    `strategy` is the config default; an admin override for the group wins. Slots that live jobs waiting ahead
+    of this one (priority, then age) could take are held for them. Raises NoFreeSlot (retryable; the job is then
+    marked waiting, and its heartbeat refreshed) when every fitting node is full and NoEligibleNode when none fits.
+    A waiter not seen for `waiter_stale_s` seconds (its worker died) no longer holds slots.
     """
     _ensure_cursor_row(group)
     with session_scope(DatabaseName.ADMIN) as admin:
@@ -153,11 +177,40 @@ def claim_node(
         nodes = _nodes(admin, group)
         effective = _strategy(admin, group, strategy)
         snapshots = _snapshots(nodes, _running_counts([n.node_id for n in nodes], except_job=job_id))
+        snapshots = reserve_for_waiters(snapshots, _waiters_ahead(job_id, waiter_stale_s))
         cursor = cursor_row.value if isinstance(cursor_row.value, int) else 0
-        chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor)
+        try:
+            chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor)
+        except NoEligibleNode as exc:
+            able = capable(snapshots, req, exclude=exclude)[0] if exc.retryable else []
+            _set_waiting(job_id, [n.node_id for n in able])
+            raise
         _assign(job_id, chosen.node_id)  # commits in the shared DB while the admin lock is still held
         cursor_row.value = cursor + 1
     return chosen
+
+
+def _waiters_ahead(job_id: str, stale_s: float) -> list[list[str]]:
+    with session_scope(DatabaseName.SHARED) as shared:
+        job = shared.get(Job, job_id)
+        if job is None:
+            raise UnknownJob(f"job {job_id!r} is not in the ledger")
+        return ledger.waiters_ahead(shared, job, seen_since=utcnow() - timedelta(seconds=stale_s))
+
+
+def _set_waiting(job_id: str, able: list[str]) -> None:
+    """Only a job that can still get a slot counts as waiting; one that cannot be placed stops waiting."""
+    with session_scope(DatabaseName.SHARED) as shared:
+        if able:
+            ledger.note_waiting(shared, job_id, nodes=able, now=utcnow(), heartbeat_every=HEARTBEAT_EVERY)
+        else:
+            ledger.stop_waiting(shared, job_id)
+
+
+def stop_waiting(job_id: str) -> None:
+    """The job's flow left the claim loop without a node (gave up or was stopped): it holds no slots any more."""
+    with session_scope(DatabaseName.SHARED) as shared:
+        ledger.stop_waiting(shared, job_id)
 
 
 def _assign(job_id: str, node_id: str) -> None:
@@ -168,6 +221,7 @@ def _assign(job_id: str, node_id: str) -> None:
         job.node_id = node_id
         job.status = JobStatus.RUNNING
         job.started_at = job.started_at or utcnow()
+        ledger.stop_waiting(shared, job_id)
 
 
 def _ensure_cursor_row(group: str) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import launcher
-from api.errors import InvalidParameters, NotFound, QuotaExceeded, SchedulerUnavailable
+from api.errors import Conflict, InvalidParameters, NotFound, QuotaExceeded, SchedulerUnavailable
 from api.schemas import Task, TaskPage
 from api.services.views import task_view
 from comfyws.config import get_config
@@ -24,6 +24,8 @@ from database.shared import repositories as ledger
 from database.shared.models import Job
 from database.types import utcnow
 from flows.params import GenerationRequest
+from workers import registry
+from workers.balancer import capable, requirements_for
 from workflows.catalog import Workflow, get_catalog
 from workflows.errors import ParameterError, UnknownWorkflowError
 from workflows.render import render
@@ -66,7 +68,8 @@ def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, 
     with session_scope(DatabaseName.CLIENT) as client_db:
         _check_quota(client_db, client_id)
         input_files = _resolve_images(client_db, client_id, submission)
-    _validate_values(submission, input_files)
+    graph = _validate_values(submission, input_files)
+    _check_placeable(submission, graph)
     job_id = str(uuid.uuid4())
     with session_scope(DatabaseName.SHARED) as shared_db:
         ledger.create_job(
@@ -142,12 +145,30 @@ def _resolve_images(session: Session, client_id: str, submission: Submission) ->
     return files
 
 
-def _validate_values(submission: Submission, input_files: dict[str, str]) -> None:
+def _validate_values(submission: Submission, input_files: dict[str, str]) -> dict[str, Any]:
     """Render once: every value is checked against its type, bounds and choices before anything is written."""
     try:
-        render(submission.workflow, {**submission.params, **input_files})
+        return render(submission.workflow, {**submission.params, **input_files}).graph
     except ParameterError as exc:
         raise InvalidParameters([{"field": exc.field, "message": exc.message}]) from exc
+
+
+def _check_placeable(submission: Submission, graph: dict[str, Any]) -> None:
+    """Refuse a job no node of its group could take (all disabled or draining, none has its checkpoint...).
+
+    Unhealthy nodes and nodes whose inventory is not read yet count as able (both may change before the job is
+    claimed), and so does a group with no node registered yet, since a node may still register."""
+    group = submission.node_group
+    nodes = registry.list_snapshots(group)
+    if not nodes:
+        return
+    able, reasons = capable(nodes, requirements_for(graph, submission.task_type), ignore_health=True)
+    if not able:
+        why = "; ".join(f"{node_id}: {reason}" for node_id, reason in sorted(reasons.items()))
+        raise Conflict(
+            f"no node of group {group!r} can run workflow {submission.workflow.name!r} ({why})",
+            extra={"node_group": group, "nodes": reasons},
+        )
 
 
 def _fail(job_id: str, reason: str) -> None:

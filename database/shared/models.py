@@ -37,6 +37,11 @@ class Job(SharedBase):
     total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set only while the job's flow waits in the claim loop for a node slot: claims go to the best live waiter
+    # (priority, then age). waiting_seen_at is the loop's heartbeat; a stale one (dead worker) is ignored.
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    waiting_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    waiting_nodes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # nodes it could run on
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -38,12 +39,15 @@ __all__ = [
     "mark_queued",
     "mark_running",
     "node_performance",
+    "note_waiting",
     "queue_position",
     "record_values",
     "request_cancel",
     "start_attempt",
+    "stop_waiting",
     "throughput",
     "update_progress",
+    "waiters_ahead",
     "workflow_performance",
 ]
 
@@ -318,17 +322,57 @@ def _priority_rank() -> Any:
     return case(PRIORITY_RANK, value=Job.priority, else_=len(PRIORITY_RANK))
 
 
+def _ahead_of(job: Job) -> Any:
+    """Jobs of the same group that go before `job`: higher priority, then older (then smaller id)."""
+    rank = PRIORITY_RANK.get(Priority(job.priority), len(PRIORITY_RANK))
+    earlier = (Job.created_at < job.created_at) | ((Job.created_at == job.created_at) & (Job.id < job.id))
+    ahead = (_priority_rank() < rank) | ((_priority_rank() == rank) & earlier)
+    return (Job.node_group == job.node_group) & Job.status.in_(WAITING) & (Job.id != job.id) & ahead
+
+
 def queue_position(session: Session, job: Job) -> int | None:
     """How many waiting jobs of the same node group go before `job` (0 = next); None once it left the queue."""
     if job.status not in WAITING:
         return None
-    rank = PRIORITY_RANK.get(Priority(job.priority), len(PRIORITY_RANK))
-    earlier = (Job.created_at < job.created_at) | ((Job.created_at == job.created_at) & (Job.id < job.id))
-    ahead = (_priority_rank() < rank) | ((_priority_rank() == rank) & earlier)
-    stmt = select(func.count()).where(
-        Job.node_group == job.node_group, Job.status.in_(WAITING), Job.id != job.id, ahead
+    return session.scalar(select(func.count()).where(_ahead_of(job))) or 0
+
+
+def note_waiting(
+    session: Session, job_id: str, *, nodes: list[str], now: datetime, heartbeat_every: timedelta
+) -> Job:
+    """The job's flow waits in the claim loop for a slot on one of `nodes`: mark it, refresh the heartbeat.
+
+    Writes at most once per `heartbeat_every` unless the node list changed (the loop polls far more often)."""
+    job = _require(session, job_id)
+    if job.waiting_since is None:
+        job.waiting_since = now
+    seen = job.waiting_seen_at
+    if seen is None or now - seen >= heartbeat_every or job.waiting_nodes != nodes:
+        job.waiting_seen_at = now
+        job.waiting_nodes = nodes
+    session.flush()
+    return job
+
+
+def stop_waiting(session: Session, job_id: str) -> None:
+    """The job left the claim loop (it got a node, or gave up)."""
+    job = get_job(session, job_id)
+    if job is not None and job.waiting_since is not None:
+        job.waiting_since = job.waiting_seen_at = job.waiting_nodes = None
+        session.flush()
+
+
+def waiters_ahead(session: Session, job: Job, *, seen_since: datetime) -> list[list[str]]:
+    """For each live job waiting for a slot that goes before `job`, best first: the nodes it could run on.
+
+    Live = its claim loop beat since `seen_since`; a waiter whose worker died stops counting, so it never
+    blocks the group for long."""
+    stmt = (
+        select(Job.waiting_nodes)
+        .where(_ahead_of(job), Job.waiting_seen_at.is_not(None), Job.waiting_seen_at >= seen_since)
+        .order_by(_priority_rank(), Job.created_at, Job.id)
     )
-    return session.scalar(stmt) or 0
+    return [list(nodes or []) for nodes in session.scalars(stmt)]
 
 
 def count_by_status(session: Session) -> dict[JobStatus, int]:

@@ -1,0 +1,1 @@
+"""Distribution across nodes: failover, hangs, worker crashes, priorities, drain, submit-time placement."""
