@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import handlers
+from api import handlers, launcher
 from api.access_log import AccessLogMiddleware, AccessLogWriter
+from api.dispatcher import Dispatcher
 from api.routes import admin, auth, health, live, nodes, tasks
+from api.services import jobs
 from api.services.auth import ensure_admin_account
 from api.settings import get_api_settings
 from database import migrate
@@ -36,12 +38,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     bus: ProgressBus = app.state.bus
     await bus.start()
     await app.state.access_log.start()
+    dispatcher: Dispatcher = app.state.dispatcher
+    await dispatcher.start(await run_in_threadpool(jobs.pending_requests))
     log.info("API ready (progress bus: %s)", bus.backend)
     try:
         yield
     finally:
+        await dispatcher.stop()
         await app.state.access_log.stop()
         await bus.stop()
+        await launcher.aclose()
 
 
 def create_app() -> FastAPI:
@@ -54,6 +60,7 @@ def create_app() -> FastAPI:
     )
     app.state.bus = ProgressBus(redis_url=redis_url())
     app.state.access_log = AccessLogWriter()
+    app.state.dispatcher = Dispatcher()
     handlers.install(app)
     for module in (auth, tasks, live, nodes, admin, health):
         app.include_router(module.router)

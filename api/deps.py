@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.dispatcher import Dispatcher
 from api.errors import Unauthorized
 from api.security import TokenKind, decode_token
 from api.settings import get_api_settings
@@ -74,10 +75,11 @@ def admin_from_token(session: Session, token: str) -> admin_models.AdminUser:
     return user
 
 
-def _current_client(
-    request: Request, session: ClientSession, credentials: Credentials
-) -> client_models.Client:
-    client = client_from_token(session, _token(credentials))
+def _current_client(request: Request, credentials: Credentials) -> client_models.Client:
+    # A session of its own, closed at once: the request's session would hold a pooled connection until the
+    # route returns, and a submit waits on the Prefect server meanwhile (16 submits exhausted the pool).
+    with session_scope(DatabaseName.CLIENT) as session:
+        client = client_from_token(session, _token(credentials))
     request.state.client_id = client.id  # read by the access log
     return client
 
@@ -98,3 +100,10 @@ def _node_caller(session: AdminSession, credentials: Credentials) -> str:
 CurrentClient = Annotated[client_models.Client, Depends(_current_client)]
 AdminUser = Annotated[admin_models.AdminUser, Depends(_admin_user)]
 NodeCaller = Annotated[str, Depends(_node_caller)]
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher  # type: ignore[no-any-return]
+
+
+JobDispatcher = Annotated[Dispatcher, Depends(_dispatcher)]

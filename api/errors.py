@@ -71,3 +71,9 @@ class QuotaExceeded(ApiError):
 class SchedulerUnavailable(ApiError):
     status_code = 503
     code = "scheduler_unavailable"
+
+
+class SchedulerBusy(SchedulerUnavailable):
+    """Prefect answered but could not take the run yet (locked, overloaded, slow): the job waits, it is not lost."""
+
+    code = "scheduler_busy"

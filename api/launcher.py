@@ -1,22 +1,27 @@
-"""The one module that starts (and cancels) flow runs: Prefect's `run_deployment` with an idempotency key."""
+"""The one module that starts (and cancels) flow runs: a flow run from a deployment, with an idempotency key.
+
+One kept-alive Prefect client per event loop and the deployments' ids are cached: a submit costs one request to
+the Prefect server, not a new connection plus a lookup by name plus the creation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import State
-from prefect.deployments import arun_deployment
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Cancelling
 
-from api.errors import SchedulerUnavailable
+from api.errors import SchedulerBusy, SchedulerUnavailable
 from api.settings import get_api_settings
 from deployments.names import deployment_name, queue_for_priority
 from flows.params import GenerationRequest, flow_for
@@ -28,14 +33,33 @@ def prefect_api_url() -> str | None:
     return get_api_settings().prefect_api_url or PREFECT_API_URL.value()
 
 
+# Clients are bound to the loop they were opened in; a loop that ends takes its entry with it.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PrefectClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_deployment_ids: dict[tuple[str, str], UUID] = {}
+
+
 @asynccontextmanager
 async def prefect_client() -> AsyncIterator[PrefectClient]:
+    """The loop's kept-alive client for the configured Prefect API (opened on first use)."""
     url = prefect_api_url()
     if not url:
         # Without a URL Prefect would start a private ephemeral server that no worker ever polls.
         raise SchedulerUnavailable("the scheduler is unavailable: PREFECT_API_URL is not set")
-    async with PrefectClient(url) as client:
-        yield client
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(url)
+    if client is None:
+        client = PrefectClient(url)
+        await client.__aenter__()
+        clients[url] = client
+    yield client
+
+
+async def aclose() -> None:
+    """Close the running loop's Prefect clients (the API's shutdown)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.__aexit__(None, None, None)
 
 
 async def launch(job_id: str, request: GenerationRequest) -> str:
@@ -49,12 +73,16 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
         try:
             return await _create_run(name, job_id, request)
         except httpx.HTTPStatusError as exc:
-            if attempt == retries or not _is_transient(exc):
+            if not _is_transient(exc):
                 raise SchedulerUnavailable(f"the scheduler is unavailable: {_describe(exc)}") from exc
+            if attempt == retries:
+                raise SchedulerBusy(f"the scheduler is busy: {_describe(exc)}") from exc
             log.info("Prefect busy creating run for job %s (%s); retrying", job_id, _describe(exc))
             await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
         except ObjectNotFound as exc:
             raise SchedulerUnavailable(f"the scheduler is unavailable: no deployment {name!r}") from exc
+        except httpx.TimeoutException as exc:
+            raise SchedulerBusy(f"the scheduler is busy: {_describe(exc)}") from exc
         except (httpx.TransportError, OSError, RuntimeError) as exc:
             raise SchedulerUnavailable(f"the scheduler is unavailable: {_describe(exc)}") from exc
     raise AssertionError("unreachable")
@@ -62,18 +90,37 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
 
 async def _create_run(name: str, job_id: str, request: GenerationRequest) -> str:
     async with prefect_client() as client:
-        flow_run = await arun_deployment(
-            name,
-            client=client,
-            parameters={"job_id": job_id, "request": request.model_dump(mode="json")},
-            timeout=0,
-            idempotency_key=job_id,
-            work_queue_name=queue_for_priority(request.priority),
-            as_subflow=False,
-            flow_run_name=f"job-{job_id}",
-            tags=[f"job:{job_id}", request.task_type],
-        )
+        return await _create_run_with(client, name, job_id, request)
+
+
+async def _create_run_with(client: PrefectClient, name: str, job_id: str, request: GenerationRequest) -> str:
+    try:
+        flow_run = await _create_from(client, await _deployment_id(client, name), job_id, request)
+    except ObjectNotFound:
+        # The deployment was re-created under a new id since it was cached: look it up once more.
+        _deployment_ids.pop((str(client.api_url), name), None)
+        flow_run = await _create_from(client, await _deployment_id(client, name), job_id, request)
     return str(flow_run.id)
+
+
+async def _deployment_id(client: PrefectClient, name: str) -> UUID:
+    key = (str(client.api_url), name)
+    if key not in _deployment_ids:
+        _deployment_ids[key] = (await client.read_deployment_by_name(name)).id
+    return _deployment_ids[key]
+
+
+async def _create_from(
+    client: PrefectClient, deployment_id: UUID, job_id: str, request: GenerationRequest
+) -> FlowRun:
+    return await client.create_flow_run_from_deployment(
+        deployment_id,
+        parameters={"job_id": job_id, "request": request.model_dump(mode="json")},
+        idempotency_key=job_id,
+        work_queue_name=queue_for_priority(request.priority),
+        name=f"job-{job_id}",
+        tags=[f"job:{job_id}", request.task_type],
+    )
 
 
 async def cancel(flow_run_id: str, *, running: bool) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -103,7 +104,13 @@ def decode_token(token: str) -> TokenClaims:
 
 
 def _key() -> OctKey:
-    return OctKey.import_key(get_api_settings().jwt_secret.get_secret_value())
+    return _imported_key(get_api_settings().jwt_secret.get_secret_value())
+
+
+@lru_cache(maxsize=4)
+def _imported_key(secret: str) -> OctKey:
+    """Built once per secret, not per request; keyed by the secret so a changed setting takes effect."""
+    return OctKey.import_key(secret)
 
 
 def _b64(raw: bytes) -> str:

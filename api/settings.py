@@ -40,6 +40,14 @@ class ApiSettings(BaseSettings):
     prefect_retries: int = Field(
         4, ge=0, description="Extra tries when the Prefect server answers 503/locked"
     )
+    prefect_concurrency: int = Field(
+        4, ge=1, description="Flow runs created at once (a SQLite Prefect server locks under a crowd)"
+    )
+    launch_wait_s: float = Field(
+        2.0, ge=0, description="How long a submit waits for its flow run before answering with status pending"
+    )
+    dispatch_retry_s: float = Field(0.5, gt=0, description="First pause before retrying a busy scheduler")
+    dispatch_max_retry_s: float = Field(10.0, gt=0, description="Longest pause between retries of one job")
     migrate_on_start: bool = Field(True, description="Create the databases and apply migrations at start-up")
     access_log: bool = Field(True, description="Record client requests in the client database")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins allowed by CORS")

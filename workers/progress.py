@@ -160,7 +160,17 @@ class Publisher(Protocol):
 
 
 class HttpPublisher:
-    """POSTs each event to the API over one kept-alive connection; a lost event is logged, never raised."""
+    """POSTs events to the API over one kept-alive connection; a lost event is logged, never raised.
+
+    One sender task per publisher posts whatever has queued since its last request as one JSON list, in order:
+    under load many events share a request instead of each paying a round trip. `publish` returns at once for
+    the frequent, lossy kinds (progress, previews); every other event (status, node, result) returns only once
+    it and everything queued before it were posted, so a flow that ends right after its final status has sent it.
+    """
+
+    LOSSY = frozenset({"progress", "preview", "executing", "cached"})
+    MAX_BATCH = 64
+    MAX_QUEUED = 2048
 
     def __init__(
         self, api_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None
@@ -168,15 +178,58 @@ class HttpPublisher:
         self._client = httpx.AsyncClient(
             base_url=api_url, headers={INTERNAL_TOKEN_HEADER: token}, timeout=5.0, transport=transport
         )
+        self._pending: list[tuple[Event, asyncio.Future[None] | None]] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is queued or being posted
+        self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
+        waiter = None if event.get("type") in self.LOSSY else asyncio.get_running_loop().create_future()
+        if len(self._pending) >= self.MAX_QUEUED:
+            self._drop_oldest_lossy()
+        self._pending.append((event, waiter))
+        self._idle.clear()
+        self._wakeup.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_loop(), name="progress-publisher")
+        if waiter is not None:
+            await asyncio.shield(waiter)
+
+    def _drop_oldest_lossy(self) -> None:
+        for index, (_, waiter) in enumerate(self._pending):
+            if waiter is None:
+                del self._pending[index]
+                return
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
+                await self._post([event for event, _ in batch])
+                for _, waiter in batch:
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+            self._idle.set()
+
+    async def _post(self, events: list[Event]) -> None:
         try:
-            response = await self._client.post(EVENTS_PATH, json=event)
+            response = await self._client.post(EVENTS_PATH, json=events)
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            log.warning("progress event for job %s not delivered: %s", event.get("job_id"), exc)
+            jobs = sorted({str(job_of(e)) for e in events})
+            log.warning("%d progress event(s) of job(s) %s not delivered: %s", len(events), jobs, exc)
 
     async def aclose(self) -> None:
+        """Post what is still queued, then close the connection."""
+        if self._sender is not None:
+            if not self._sender.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), timeout=10)
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
         await self._client.aclose()
 
 

@@ -19,7 +19,7 @@ from api.admin_schemas import (
     ClientPatch,
     ClientSecret,
 )
-from api.deps import AdminSession, AdminUser, ClientSession, SharedSession
+from api.deps import AdminSession, AdminUser, ClientSession, JobDispatcher, SharedSession
 from api.schemas import Task
 from api.services import admin as service
 from api.services import jobs
@@ -71,9 +71,9 @@ async def cancel_task(task_id: str, admin: AdminUser) -> Task:
 
 
 @router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Task)
-async def retry_task(task_id: str, admin: AdminUser) -> Task:
+async def retry_task(task_id: str, admin: AdminUser, dispatcher: JobDispatcher) -> Task:
     """A new job with the same client and parameters."""
-    task = await jobs.retry(task_id)
+    task = await jobs.retry(dispatcher, task_id)
     await service.audit_async(admin.username, "task.retry", task_id, {"new_task_id": task.task_id})
     return task
 

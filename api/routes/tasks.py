@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientSession, CurrentClient, SharedSession
+from api.deps import ClientSession, CurrentClient, JobDispatcher, SharedSession
 from api.schemas import Task, TaskPage, UploadInfo, WorkflowCatalogOut
 from api.services import catalog, jobs, uploads
 from api.settings import get_api_settings
@@ -26,9 +26,9 @@ SubmitBody = Annotated[
 
 
 @router.post("/tasks/{task_kind}", status_code=status.HTTP_202_ACCEPTED, response_model=Task)
-async def submit(task_kind: str, body: SubmitBody, client: CurrentClient) -> Task:
+async def submit(task_kind: str, body: SubmitBody, client: CurrentClient, dispatcher: JobDispatcher) -> Task:
     """Submit a job of a task type (text-to-image, text-to-image-sdxl, image-to-video, image-to-image, ...)."""
-    return await jobs.submit(client.id, jobs.task_type_of(task_kind), body)
+    return await jobs.submit(dispatcher, client.id, jobs.task_type_of(task_kind), body)
 
 
 @router.get("/tasks", response_model=TaskPage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,9 +14,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import launcher
-from api.errors import Conflict, InvalidParameters, NotFound, QuotaExceeded, SchedulerUnavailable
+from api.dispatcher import Dispatcher
+from api.errors import Conflict, InvalidParameters, NotFound, QuotaExceeded
 from api.schemas import Task, TaskPage
 from api.services.views import task_view
+from api.settings import get_api_settings
 from comfyws.config import get_config
 from comfyws.settings import get_settings
 from database.client import repositories as client_repo
@@ -52,15 +56,50 @@ def task_type_of(slug: str) -> str:
     return task_type
 
 
-async def submit(client_id: str, task_type: str, body: dict[str, Any]) -> Task:
-    """Validate, write the ledger row and the client's index, commit, then create the flow run."""
+async def submit(dispatcher: Dispatcher, client_id: str, task_type: str, body: dict[str, Any]) -> Task:
+    """Validate, write the ledger row and the client's index, commit, then have the flow run created.
+
+    A Prefect server that cannot be reached at all fails the request (503, job marked failed); a busy one only
+    delays the run: after `launch_wait_s` the answer says `pending` and the dispatcher keeps trying."""
     job_id, request = await run_in_threadpool(_record, client_id, task_type, body)
-    try:
-        flow_run_id = await launcher.launch(job_id, request)
-    except SchedulerUnavailable as exc:
-        await run_in_threadpool(_fail, job_id, exc.detail)
-        raise
-    return await run_in_threadpool(_queued, job_id, flow_run_id)
+    created = dispatcher.submit(job_id, request)
+    # Past the wait the job stays pending and the dispatcher owns it; a SchedulerUnavailable raised here was
+    # already written to the ledger by the dispatcher.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(created), get_api_settings().launch_wait_s)
+    return await run_in_threadpool(_view, job_id)
+
+
+def request_for(job: Job) -> GenerationRequest:
+    """Rebuild the flow parameters of a committed job from its ledger row (used to re-dispatch it)."""
+    body = {**job.params, "workflow_name": job.workflow_name, "priority": job.priority,
+            "node_group": job.node_group}
+    submission = _parse(job.task_type, body)
+    with session_scope(DatabaseName.CLIENT) as client_db:
+        input_files = _resolve_images(client_db, job.client_id, submission)
+    return GenerationRequest(
+        task_type=job.task_type,
+        workflow_name=submission.workflow.name,
+        params=submission.params,
+        input_files=input_files,
+        node_group=submission.node_group,
+        priority=submission.priority,
+    )
+
+
+def pending_requests() -> list[tuple[str, GenerationRequest]]:
+    """Committed jobs that never got a flow run (an API stopped in between), ready to dispatch again."""
+    with session_scope(DatabaseName.SHARED) as session:
+        jobs, _ = ledger.list_jobs(session, status=JobStatus.PENDING, limit=10_000)
+        waiting = [job for job in jobs if job.flow_run_id is None]
+    recovered = []
+    for job in waiting:
+        try:
+            recovered.append((job.id, request_for(job)))
+        except (InvalidParameters, NotFound) as exc:  # its workflow or upload is gone: say so, don't hang
+            with session_scope(DatabaseName.SHARED) as session:
+                ledger.mark_failed(session, job.id, f"cannot be dispatched again: {exc.detail}")
+    return recovered
 
 
 def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, GenerationRequest]:
@@ -171,14 +210,8 @@ def _check_placeable(submission: Submission, graph: dict[str, Any]) -> None:
         )
 
 
-def _fail(job_id: str, reason: str) -> None:
+def _view(job_id: str) -> Task:
     with session_scope(DatabaseName.SHARED) as session:
-        ledger.mark_failed(session, job_id, reason)
-
-
-def _queued(job_id: str, flow_run_id: str) -> Task:
-    with session_scope(DatabaseName.SHARED) as session:
-        ledger.mark_queued(session, job_id, flow_run_id)
         return task_view(session, find_job(session, job_id, client_id=None))
 
 
@@ -257,7 +290,7 @@ def result_path(session: Session, job_id: str, index: int, *, client_id: str) ->
     return path, row.content_type, row.filename
 
 
-async def retry(job_id: str) -> Task:
+async def retry(dispatcher: Dispatcher, job_id: str) -> Task:
     """A new job for the same client with the same parameters (admin)."""
     job = await run_in_threadpool(_read_job, job_id)
     body = {
@@ -266,7 +299,7 @@ async def retry(job_id: str) -> Task:
         "priority": job.priority,
         "node_group": job.node_group,
     }
-    return await submit(job.client_id, job.task_type, body)
+    return await submit(dispatcher, job.client_id, job.task_type, body)
 
 
 def _read_job(job_id: str) -> Job:
