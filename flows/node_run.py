@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 from prefect import Task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
@@ -59,9 +60,11 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
                 total_timeout=get_flow_settings().total_timeout_s,
             )
         except BaseException as exc:
-            if isinstance(exc, NodeTimeout):  # free the hung node's queue before the job moves on
-                await _stop_prompt(client, prompt_id)
-            await _attempt_failed(job_id, attempt_id, exc)
+            # Shielded: a cancelled run must still stop its prompt on the node and close its attempt.
+            with anyio.CancelScope(shield=True):
+                if isinstance(exc, NodeTimeout | asyncio.CancelledError):
+                    await _stop_prompt(client, prompt_id)  # a hung node's queue, or a cancelled job's prompt
+                await _attempt_failed(job_id, attempt_id, exc)
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
 
