@@ -21,6 +21,7 @@ from playwright.sync_api import Page, expect
 
 from frontend.server import VUE_DIST, FrontendKind, app_for, get_frontend_settings
 from tests.fixtures.prefect_server import PROJECT_ROOT, free_port, wait_until
+from tests.fixtures.stack import stack_environment
 from tests.frontend.conftest import StaticServer, screenshot
 
 # The stack is listed before `page` in every test: it must start before Playwright's loop runs in this thread.
@@ -384,11 +385,12 @@ def test_node_health_from_the_monitor_shows_without_a_reload(
         expect(row.locator("[data-state=unknown]")).to_be_visible()
         expect(page.get_by_test_id("live-mode")).to_have_text("live")
         # One round of the real monitor, as `comfyws run` starts it; it posts node events to the stack's API.
-        monitor = subprocess.run(
-            [sys.executable, "-m", "comfyws", "monitor", "--once", "--no-sync"],
-            cwd=PROJECT_ROOT, env={**os.environ, "COMFYWS_API_URL": stack.api_url}, capture_output=True,
-            text=True, timeout=60,
-        )
+        with stack_environment(stack):  # the stack's databases, whatever other test packages set since
+            monitor = subprocess.run(
+                [sys.executable, "-m", "comfyws", "monitor", "--once", "--no-sync"],
+                cwd=PROJECT_ROOT, env={**os.environ, "COMFYWS_API_URL": stack.api_url}, capture_output=True,
+                text=True, timeout=60,
+            )
         assert monitor.returncode == 0, monitor.stdout + monitor.stderr
         with _admin(stack) as http:
             stored = http.get("/api/v2/admin/nodes/ui-gone-node/health").json()["node"]
