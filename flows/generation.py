@@ -17,6 +17,7 @@ from comfyws.settings import get_settings
 from database.enums import AttemptStatus, JobStatus
 from flows import ledger
 from flows.models import StoredResult
+from flows.node_run import stop_prompt
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from flows.settings import get_flow_settings
@@ -100,14 +101,8 @@ async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     if attempt is not None:
         node = next((n for n in registry.list_snapshots() if n.node_id == attempt.node_id), None)
         if node is not None:
-            client = ComfyUIClient(node.base_url)
-            try:
-                await client.delete_from_queue([attempt.prompt_id])
-                await client.interrupt(attempt.prompt_id)
-            except Exception:  # noqa: BLE001 - a node that is down has stopped the prompt anyway
-                pass
-            finally:
-                await client.aclose()
+            async with ComfyUIClient(node.base_url) as client:
+                await stop_prompt(client, attempt.prompt_id)
         await ledger.finish_attempt(attempt.id, AttemptStatus.CANCELLED, error="cancelled")
     job = await ledger.load_job(job_id)
     if job is not None and await ledger.finish(job_id, JobStatus.CANCELLED):

@@ -63,13 +63,14 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
             # Shielded: a cancelled run must still stop its prompt on the node and close its attempt.
             with anyio.CancelScope(shield=True):
                 if isinstance(exc, NodeTimeout | asyncio.CancelledError):
-                    await _stop_prompt(client, prompt_id)  # a hung node's queue, or a cancelled job's prompt
+                    await stop_prompt(client, prompt_id)  # a hung node's queue, or a cancelled job's prompt
                 await _attempt_failed(job_id, attempt_id, exc)
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
 
 
-async def _stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
+async def stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
+    """Take the prompt off the node's queue and interrupt it if it runs; a node in trouble is left alone."""
     try:
         await client.delete_from_queue([prompt_id])
         await client.interrupt(prompt_id)
