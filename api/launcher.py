@@ -18,7 +18,7 @@ import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Cancelled, Cancelling
 
 from api.errors import SchedulerBusy, SchedulerUnavailable
@@ -89,8 +89,11 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
 
 
 async def _create_run(name: str, job_id: str, request: GenerationRequest) -> str:
-    async with prefect_client() as client:
-        return await _create_run_with(client, name, job_id, request)
+    # Prefect's client waits 2 s, then 4 s, before retrying a 503 ("database is locked" on a SQLite server);
+    # `launch` retries from 0.2 s instead, and the dispatcher keeps the job when even that is not enough.
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        async with prefect_client() as client:
+            return await _create_run_with(client, name, job_id, request)
 
 
 async def _create_run_with(client: PrefectClient, name: str, job_id: str, request: GenerationRequest) -> str:
