@@ -17,12 +17,11 @@ from comfyws.settings import get_settings
 from database.enums import AttemptStatus, JobStatus
 from flows import ledger
 from flows.models import StoredResult
-from flows.node_run import stop_prompt
+from flows.node_run import node_snapshot, stop_prompt
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from flows.settings import get_flow_settings
 from flows.tasks import finish_job, prepare_job, run_on_node, store_results
-from workers import registry
 from workers.comfyui.client import ComfyUIClient
 
 
@@ -99,7 +98,7 @@ async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
     job_id = str(flow_run.parameters.get("job_id", ""))
     attempt = await ledger.running_attempt(job_id)
     if attempt is not None:
-        node = next((n for n in registry.list_snapshots() if n.node_id == attempt.node_id), None)
+        node = await node_snapshot(attempt.node_id)
         if node is not None:
             async with ComfyUIClient(node.base_url) as client:
                 await stop_prompt(client, attempt.prompt_id)

@@ -83,7 +83,7 @@ async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
     attempt = await ledger.running_attempt(job_id)
     if attempt is None:
         return None
-    node = _snapshot(attempt.node_id)
+    node = await node_snapshot(attempt.node_id)
     if node is None:
         await _attempt_failed(job_id, attempt.id, NodeUnavailable(f"node {attempt.node_id} is gone"))
         return None
@@ -178,7 +178,9 @@ async def _attempt_succeeded(attempt_id: int, node: NodeSnapshot, result: RunRes
     )
 
 
-def _snapshot(node_id: str) -> NodeSnapshot | None:
-    return next((n for n in registry.list_snapshots() if n.node_id == node_id), None)
+async def node_snapshot(node_id: str) -> NodeSnapshot | None:
+    """The registry's view of one node, read off the event loop (other runs share it)."""
+    nodes = await asyncio.to_thread(registry.list_snapshots)
+    return next((n for n in nodes if n.node_id == node_id), None)
 
 

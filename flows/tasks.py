@@ -17,6 +17,7 @@ from flows.models import ImageInput, NodeRun, PreparedJob, StoredResult
 from flows.node_run import is_node_trouble, run_on_some_node
 from flows.params import GenerationRequest
 from flows.reporting import publish
+from workers.comfyui.client import ComfyUIClient
 from workflows.catalog import get_catalog
 from workflows.render import render
 
@@ -74,22 +75,17 @@ async def run_on_node(job_id: str, request: GenerationRequest, prepared: Prepare
 @task(name="store-results", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 async def store_results(job_id: str, run: NodeRun) -> list[StoredResult]:
     """Download every output of the run under outputs/<job>/ and record it once, with its checksum."""
-    from workers.comfyui.client import ComfyUIClient
-
     outputs_dir = get_settings().outputs_dir
     job_dir = outputs_dir / job_id
     job_dir.mkdir(parents=True, exist_ok=True)
     stored: list[StoredResult] = []
-    client = ComfyUIClient(run.base_url)
-    try:
+    async with ComfyUIClient(run.base_url) as client:
         for index, ref in enumerate(run.files):
             data = await client.view(ref)
             animated = run.animated[index] if index < len(run.animated) else False
             stored.append(
                 await asyncio.to_thread(_write_result, job_dir, index, ref.filename, data, animated, outputs_dir)
             )
-    finally:
-        await client.aclose()
     for result in stored:
         await ledger.add_result(job_id, node_id=run.node_id, **result.model_dump())
     return stored
