@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("api", "flows", "workers", "workflows", "database", "deployments", "comfyws", "frontend")
-SHARED_CONFIG = ("comfyws.config", "comfyws.settings")
+SHARED_CONFIG = ("comfyws.config", "comfyws.settings", "comfyws.http")
 # The API talks to these only by name or through these narrow modules (docs/ARCHITECTURE.md).
 API_MAY_IMPORT = {
     "flows": ("flows.params",),

@@ -17,6 +17,7 @@ import httpx
 from sqlalchemy import select
 
 from comfyws.config import HealthConfig
+from comfyws.http import async_client
 from database.admin.models import HealthCheck, Node
 from database.engine import session_scope
 from database.enums import DatabaseName, NodeStatus
@@ -87,7 +88,7 @@ class HealthMonitor:
         if not targets:
             return []
         own_http = self._http is None
-        http = self._http or httpx.AsyncClient(timeout=self.config.timeout_seconds)
+        http = self._http or async_client(timeout=self.config.timeout_seconds)
         try:
             results = await asyncio.gather(*(self._probe(http, target) for target in targets))
         finally:

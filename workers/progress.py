@@ -20,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from comfyws.config import get_config
+from comfyws.http import async_client
 from comfyws.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class HttpPublisher:
     def __init__(
         self, api_url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._client = httpx.AsyncClient(
+        self._client = async_client(
             base_url=api_url, headers={INTERNAL_TOKEN_HEADER: token}, timeout=5.0, transport=transport
         )
         self._pending: list[tuple[Event, asyncio.Future[None] | None]] = []

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.launcher import prefect_api_url
 from comfyws.config import get_config
+from comfyws.http import async_client
 from database.admin import repositories as admin_repo
 from database.engine import session_scope
 from database.enums import DatabaseName
@@ -40,7 +41,7 @@ async def _prefect() -> dict[str, Any]:
     if not url:
         return {"ok": False, "error": "PREFECT_API_URL is not set"}
     try:
-        async with httpx.AsyncClient(timeout=3.0) as client:
+        async with async_client(timeout=3.0) as client:
             response = await client.get(f"{url.rstrip('/')}/health")
         return {"ok": response.status_code == 200, "status_code": response.status_code}
     except httpx.HTTPError as exc:

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 import httpx
 
+from comfyws.http import async_client
 from workers.comfyui.errors import ComfyUIError, NodeUnavailable, OutputMissing, PromptRejected
 from workers.comfyui.models import (
     Features,
@@ -43,7 +44,7 @@ class ComfyUIClient:
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or async_client(timeout=timeout)
 
     async def __aenter__(self) -> Self:
         return self
