@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.generation import fail_unfinished_job, interrupt_on_node, run_generation
+from flows.generation import RESULT_STORAGE, fail_unfinished_job, interrupt_on_node, run_generation
 from flows.params import GenerationRequest
 
 
@@ -17,6 +17,7 @@ from flows.params import GenerationRequest
     on_crashed=[fail_unfinished_job],
     log_prints=False,
     persist_result=False,
+    result_storage=RESULT_STORAGE,
 )
 async def generate_video(job_id: str, request: GenerationRequest) -> dict[str, Any]:
     """Upload the job's input image to a node, run the video workflow and store the animation."""

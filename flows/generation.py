@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 from prefect import Flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import FlowRun
+from prefect.settings import get_current_settings
 from prefect.states import State
 
 from comfyws.config import get_config
@@ -23,6 +25,10 @@ from flows.reporting import publish
 from flows.settings import get_flow_settings
 from flows.tasks import finish_job, prepare_job, run_on_node, store_results
 from workers.comfyui.client import ComfyUIClient
+
+# Named explicitly: without it the engine asks the server for its default result storage on every run, a
+# blocking HTTP call on the worker's event loop (~50 ms, all runs stall). Results are not persisted anyway.
+RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
 
 
 async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, Any]:
