@@ -20,6 +20,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deployments.prefect_server import server_command
 from tests.fixtures.prefect_server import free_port, start_worker, wait_until
 from tests.fixtures.simnode import SimNode, start_simnode
 from tests.fixtures.stack import _reset_caches, _service_env, _start_api, _write_config
@@ -102,8 +103,7 @@ def _prefect_server(home: Path, *, postgres: bool) -> Iterator[subprocess.Popen[
 
     refresh_global_settings_context()
     with (home / "server.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(server_command(host="127.0.0.1", port=port), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         wait_until(lambda: _healthy(env["PREFECT_API_URL"]), timeout=120, interval=0.2, what="prefect server")

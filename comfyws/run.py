@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 from comfyws.config import ServiceConfig, get_config
 from comfyws.settings import get_settings
 from comfyws.supervisor import Supervisor
+from deployments.prefect_server import server_command
 
 log = logging.getLogger("comfyws.run")
 
@@ -43,8 +43,7 @@ def _prefect_env(ports: Ports) -> dict[str, str]:
 def _start_prefect(sup: Supervisor, ports: Ports) -> None:
     if not sup.env.get("PREFECT_HOME"):
         return
-    child = sup.start("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                         "--port", str(ports.prefect)])
+    child = sup.start("prefect-server", server_command(host="127.0.0.1", port=ports.prefect))
     sup.wait_http(child, f"http://127.0.0.1:{ports.prefect}/api/health", timeout=120)
 
 

@@ -23,6 +23,7 @@ from comfyws import cli
 from comfyws.config import load_config
 from comfyws.settings import PROJECT_ROOT, Settings
 from database.engine import DatabaseSettings
+from deployments.prefect_server import server_command
 from flows.settings import FlowSettings
 from frontend.server import FrontendSettings
 from workers.progress import ProgressSettings
@@ -194,7 +195,9 @@ def test_every_service_command_is_a_real_command_with_valid_options() -> None:
         for service in own_services(rendered(path)).values()
     }
     # Prefect's CLI is too slow to ask here; its server is started exactly as `comfyws run` starts it.
-    assert {c[:3] for c in commands if c[0] == "prefect"} == {("prefect", "server", "start")}
+    prefect = {c[:5] for c in commands if "deployments.prefect_server" in c}
+    assert prefect == {("python", "-m", "deployments.prefect_server", "server", "start")}
+    assert server_command(host="h", port=1)[1:5] == ["-m", "deployments.prefect_server", "server", "start"]
     comfyws_commands = [c for c in commands if c[0] == "comfyws"]
     assert {c[1] for c in comfyws_commands} >= {"api", "worker", "monitor", "frontend", "db", "deploy", "simnode"}
     # `--help` after the service's own arguments: an unknown subcommand or option exits 2, not 0.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pymysql
 import yaml
 
+from deployments.prefect_server import server_command
 from tests.fixtures.prefect_server import PROJECT_ROOT, wait_until
 from tests.network.netns import Host
 from tests.network.processes import START_DEADLINE_S, Process, Processes, clean_env
@@ -33,7 +33,7 @@ def start_prefect_server(processes: Processes, host: Host, home: Path) -> tuple[
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", host.address, "--port", str(port)]
+    argv = server_command(host=host.address, port=port)
     return processes.start(host, "prefect-server", argv, env), f"http://{host.address}:{port}/api"
 
 
