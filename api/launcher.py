@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import SettingsContext, get_settings_context
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings
 from prefect.states import Cancelled, Cancelling
 
 from api.errors import SchedulerBusy, SchedulerUnavailable
@@ -38,6 +39,8 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Prefect
     weakref.WeakKeyDictionary()
 )
 _deployment_ids: dict[tuple[str, str], UUID] = {}
+# (settings in force, the same without client retries): building settings costs ~90 ms, so it is done once.
+_no_retry: tuple[Settings, Settings] | None = None
 
 
 @asynccontextmanager
@@ -91,9 +94,20 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
 async def _create_run(name: str, job_id: str, request: GenerationRequest) -> str:
     # Prefect's client waits 2 s, then 4 s, before retrying a 503 ("database is locked" on a SQLite server);
     # `launch` retries from 0.2 s instead, and the dispatcher keeps the job when even that is not enough.
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+    with _without_client_retries():
         async with prefect_client() as client:
             return await _create_run_with(client, name, job_id, request)
+
+
+@contextmanager
+def _without_client_retries() -> Iterator[None]:
+    """Prefect's settings in force with PREFECT_CLIENT_MAX_RETRIES=0 (what `temporary_settings` does, cached)."""
+    global _no_retry
+    context = get_settings_context()
+    if _no_retry is None or _no_retry[0] is not context.settings:
+        _no_retry = (context.settings, context.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+    with SettingsContext(profile=context.profile, settings=_no_retry[1]):
+        yield
 
 
 async def _create_run_with(client: PrefectClient, name: str, job_id: str, request: GenerationRequest) -> str:
