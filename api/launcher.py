@@ -92,8 +92,10 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
 
 
 async def _create_run(name: str, job_id: str, request: GenerationRequest) -> str:
-    # Prefect's client waits 2 s, then 4 s, before retrying a 503 ("database is locked" on a SQLite server);
-    # `launch` retries from 0.2 s instead, and the dispatcher keeps the job when even that is not enough.
+    # Prefect's own retries back off 2 s, 4 s, 8 s... and retry a refused connection too, so they are off here:
+    # a down server fails the submit at once, a busy one (503) is retried by `launch` from 0.2 s (the client
+    # still pauses for the answer's Retry-After, 0.25 s from our server, before it gives up), and the dispatcher
+    # keeps the job when even that is not enough.
     with _without_client_retries():
         async with prefect_client() as client:
             return await _create_run_with(client, name, job_id, request)
