@@ -6,18 +6,25 @@ Prefect's own engine is built for one flow run per process. Here many runs share
 - the per-run suspension observer (a thread with its own event loop and websocket) is skipped: our flows never
   pause or suspend;
 - flows are imported once per deployment, as normal modules, instead of `load_flow_from_flow_run` (which
-  changes the working directory and import path of the whole process).
+  changes the working directory and import path of the whole process);
+- two server round trips leave the start of a run: the flow's version and retry policy are recorded in the
+  background instead of before the run may begin, and the flow-run row is not read back right after it went
+  Running (the worker read it moments before; its state is the one just accepted). A retry reads it as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import importlib
+import logging
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import anyio
 from prefect import Flow
@@ -25,12 +32,15 @@ from prefect._flow_run_suspension import (
     FlowRunSuspensionRequest,
     register_flow_run_suspension_request,
 )
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.objects import State as ApiState
 from prefect.flow_engine import AsyncFlowRunEngine
 from prefect.flows import load_flow_from_entrypoint
 from prefect.states import Scheduled
 from prefect.utilities.callables import get_call_parameters, parameters_to_args_kwargs
+
+log = logging.getLogger(__name__)
 
 
 class StopIntent(StrEnum):
@@ -59,6 +69,48 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
     """Prefect's async engine with per-run stop handling and without the suspension observer thread."""
 
     control: RunControl = field(default_factory=RunControl)
+    _lean_client: PrefectClient | None = None
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def client(self) -> PrefectClient:
+        shared = super().client
+        if self._lean_client is None:
+            self._lean_client = self._make_lean_client(shared)
+        return self._lean_client
+
+    def _make_lean_client(self, shared: PrefectClient) -> PrefectClient:
+        """The worker's client (same connections) with the two start-up calls taken off the critical path."""
+        lean = copy.copy(shared)
+        read_back = {"skipped": False}
+
+        async def update_flow_run(flow_run_id: UUID, **fields: Any) -> None:
+            task = asyncio.create_task(shared.update_flow_run(flow_run_id, **fields))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+        async def read_flow_run(flow_run_id: UUID) -> FlowRun:
+            run = self.flow_run
+            if not read_back["skipped"] and run is not None and run.id == flow_run_id and run.state is not None \
+                    and run.state.is_running():
+                read_back["skipped"] = True
+                return run.model_copy(update={"run_count": run.run_count + 1})  # as the server counts it
+            return await shared.read_flow_run(flow_run_id)
+
+        lean.update_flow_run = update_flow_run  # type: ignore[method-assign,assignment]
+        lean.read_flow_run = read_flow_run  # type: ignore[method-assign]
+        return lean
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("recording the flow version of run %s failed: %s", self.flow_run and self.flow_run.id,
+                        task.exception())
+
+    async def settle_background(self) -> None:
+        """Wait for the calls sent in the background (the run's own end waits for them)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     @contextmanager
     def setup_flow_run_suspension_request(self) -> Generator[FlowRunSuspensionRequest, None, None]:
@@ -87,11 +139,14 @@ async def run_flow_in_process(flow: Flow[..., Any], flow_run: FlowRun, control: 
     call_args, call_kwargs = parameters_to_args_kwargs(flow.fn, flow_run.parameters)
     parameters = get_call_parameters(flow.fn, call_args, call_kwargs)
     engine = InProcessFlowRunEngine(flow=flow, flow_run=flow_run, parameters=parameters, control=control)
-    with control.scope:
-        async with engine.start():
-            while engine.is_running():
-                async with engine.run_context():
-                    await engine.call_flow_fn()  # type: ignore[unused-coroutine]
+    try:
+        with control.scope:
+            async with engine.start():
+                while engine.is_running():
+                    async with engine.run_context():
+                        await engine.call_flow_fn()  # type: ignore[unused-coroutine]
+    finally:
+        await engine.settle_background()
     return engine.state
 
 

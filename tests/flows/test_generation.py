@@ -6,6 +6,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -52,6 +53,27 @@ def test_text_to_image_stores_a_real_png_with_its_checksum(stack: Stack, token: 
         assert img.format == "PNG" and img.size == (320, 256)
     stored = list((stack.outputs_dir / task["task_id"]).iterdir())
     assert [p.name for p in stored] == [result["filename"]]
+
+
+def test_a_finished_run_shows_its_results_in_the_prefect_ui(stack: Stack, token: str) -> None:
+    task = stack.submit(token, "text-to-image", {"prompt": "a red kite", "width": 96, "height": 64, "steps": 2})
+    job_id = task["task_id"]
+    assert stack.wait_final(token, job_id)["status"] == "completed"
+
+    def artifact() -> dict | None:
+        found = httpx.post(f"{stack.prefect_url}/artifacts/filter",
+                           json={"artifacts": {"key": {"any_": [f"job-{job_id}"]}}}).json()
+        return found[0] if found else None
+
+    markdown = wait_until(artifact, timeout=30, what="the job's artifact")["data"]
+    assert f"/api/v2/tasks/{job_id}/results/0" in markdown  # a link to the file
+    assert "](data:image/jpeg;base64," in markdown  # and a small preview of it
+    run = httpx.post(f"{stack.prefect_url}/flow_runs/filter",
+                     json={"flow_runs": {"name": {"any_": [f"job-{job_id}"]}}}).json()[0]
+    final = wait_until(lambda: (r := httpx.get(f"{stack.prefect_url}/flow_runs/{run['id']}").json())
+                       ["state_type"] == "COMPLETED" and r, timeout=30, what="the run to end Completed")
+    assert final["flow_version"]  # recorded while the run went on, not before it started
+    assert final["run_count"] == 1
 
 
 def test_different_seeds_give_different_pictures_and_random_seed_is_recorded(stack: Stack, token: str) -> None:
