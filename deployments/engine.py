@@ -18,7 +18,7 @@ import asyncio
 import copy
 import importlib
 import logging
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,7 +37,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.objects import State as ApiState
 from prefect.flow_engine import AsyncFlowRunEngine
 from prefect.flows import load_flow_from_entrypoint
-from prefect.states import Scheduled
+from prefect.states import Scheduled, State
 from prefect.utilities.callables import get_call_parameters, parameters_to_args_kwargs
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
 
     control: RunControl = field(default_factory=RunControl)
     _lean_client: PrefectClient | None = None
+    _deferred: list[Coroutine[Any, Any, Any]] = field(default_factory=list)  # sent once the run is Running
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -85,9 +86,8 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
         read_back = {"skipped": False}
 
         async def update_flow_run(flow_run_id: UUID, **fields: Any) -> None:
-            task = asyncio.create_task(shared.update_flow_run(flow_run_id, **fields))
-            self._background.add(task)
-            task.add_done_callback(self._background_done)
+            # Sent after the Running proposal, not beside it: two writes at once only slow each other down.
+            self._deferred.append(shared.update_flow_run(flow_run_id, **fields))
 
         async def read_flow_run(flow_run_id: UUID) -> FlowRun:
             run = self.flow_run
@@ -101,6 +101,18 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
         lean.read_flow_run = read_flow_run  # type: ignore[method-assign]
         return lean
 
+    async def set_state(self, state: State[Any], force: bool = False) -> State[Any]:
+        accepted = await super().set_state(state, force)
+        if accepted.is_running() or accepted.is_final():
+            self._send_deferred()
+        return accepted
+
+    def _send_deferred(self) -> None:
+        while self._deferred:
+            task = asyncio.create_task(self._deferred.pop(0))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -108,7 +120,8 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
                         task.exception())
 
     async def settle_background(self) -> None:
-        """Wait for the calls sent in the background (the run's own end waits for them)."""
+        """Send what is still deferred and wait for the calls sent in the background (the run's end waits)."""
+        self._send_deferred()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
