@@ -75,6 +75,17 @@ def test_a_finished_run_shows_its_results_in_the_prefect_ui(stack: Stack, token:
     assert final["flow_version"]  # recorded while the run went on, not before it started
     assert final["run_count"] == 1
 
+    def tasks() -> dict[str, str] | None:
+        found = httpx.post(f"{stack.prefect_url}/task_runs/filter",
+                           json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
+        states = {t["name"].rsplit("-", 1)[0]: t["state_type"] for t in found}
+        return states if len(states) == 4 and set(states.values()) == {"COMPLETED"} else None
+
+    # The server records task runs in batches (deployments/prefect_server.py): late by a second, never lost.
+    assert wait_until(tasks, timeout=15, what="the run's task runs") == {
+        "prepare-job": "COMPLETED", "run-on-node": "COMPLETED", "store-results": "COMPLETED",
+        "finish-job": "COMPLETED"}
+
 
 def test_different_seeds_give_different_pictures_and_random_seed_is_recorded(stack: Stack, token: str) -> None:
     a = stack.submit(token, "text-to-image", {"prompt": "a cat", "steps": 2, "seed": 1, "width": 128, "height": 128})
