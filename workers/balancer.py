@@ -48,8 +48,11 @@ class NodeSnapshot:
 
     @property
     def load(self) -> float:
-        """Work on the node per slot: what least_loaded minimises."""
-        return (self.in_flight + self.queue_depth) / max(1, self.max_concurrent)
+        """Work on the node per slot: what least_loaded minimises.
+
+        Our in-flight prompts plus whatever else the node's queue holds; the probed queue depth already counts
+        ours, so the two are not added (that counted every job of ours twice until the next probe)."""
+        return max(self.in_flight, self.queue_depth) / max(1, self.max_concurrent)
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,9 @@ def _node_id(node: NodeSnapshot) -> str:
     return node.node_id
 
 
-def _load_key(node: NodeSnapshot) -> tuple[float, int, str]:
-    return (node.load, node.in_flight, node.node_id)
+def _load_key(node: NodeSnapshot) -> tuple[float, float, int, str]:
+    # Equally loaded: the faster node (higher weight) finishes the job sooner.
+    return (node.load, -node.weight, node.in_flight, node.node_id)
 
 
 def _round_robin(fit: list[NodeSnapshot], _req: Requirements, cursor: int, _rng: random.Random) -> NodeSnapshot:

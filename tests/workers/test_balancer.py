@@ -53,8 +53,10 @@ def test_linked_ckpt_name_is_not_a_requirement() -> None:
 
 
 def test_free_slots_and_load() -> None:
-    n = node("a", max_concurrent=4, in_flight=1, queue_depth=1)
-    assert n.free_slots == 3 and n.load == 0.5
+    n = node("a", max_concurrent=4, in_flight=1, queue_depth=1)  # the probe saw our one prompt
+    assert n.free_slots == 3 and n.load == 0.25
+    busy = node("b", max_concurrent=4, in_flight=1, queue_depth=3)  # and two prompts of someone else's
+    assert busy.free_slots == 3 and busy.load == 0.75
     assert node("b", max_concurrent=1, in_flight=3).free_slots == 0
 
 
@@ -129,7 +131,7 @@ def test_round_robin_follows_the_cursor_over_eligible_nodes() -> None:
     assert picks == ["a", "c", "d", "a", "c", "d"]
 
 
-def test_least_loaded_uses_load_per_slot_then_in_flight_then_id() -> None:
+def test_least_loaded_uses_load_per_slot_then_speed_then_in_flight_then_id() -> None:
     nodes = [
         node("big", max_concurrent=4, in_flight=2),  # 0.5
         node("small", max_concurrent=1, in_flight=0, queue_depth=1),  # 1.0
@@ -138,6 +140,9 @@ def test_least_loaded_uses_load_per_slot_then_in_flight_then_id() -> None:
     assert choose_node(nodes, T2I, strategy="least_loaded").node_id == "idle-b"
     tie = [node("z"), node("y")]
     assert choose_node(tie, T2I, strategy="least_loaded").node_id == "y"
+    mixed = [node("slow", weight=1.0), node("fast", weight=3.0, in_flight=1), node("mid", weight=2.0)]
+    assert choose_node(mixed, T2I, strategy="least_loaded").node_id == "mid"  # fast is busier
+    assert choose_node(mixed[::2] + [node("fast", weight=3.0)], T2I, strategy="least_loaded").node_id == "fast"
 
 
 def test_weighted_shares_picks_in_proportion_to_weight() -> None:
