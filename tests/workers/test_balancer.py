@@ -142,7 +142,7 @@ def test_least_loaded_uses_load_per_slot_then_speed_then_in_flight_then_id() -> 
     assert choose_node(tie, T2I, strategy="least_loaded").node_id == "y"
     mixed = [node("slow", weight=1.0), node("fast", weight=3.0, in_flight=1), node("mid", weight=2.0)]
     assert choose_node(mixed, T2I, strategy="least_loaded").node_id == "mid"  # fast is busier
-    assert choose_node(mixed[::2] + [node("fast", weight=3.0)], T2I, strategy="least_loaded").node_id == "fast"
+    assert choose_node([*mixed[::2], node("fast", weight=3.0)], T2I, strategy="least_loaded").node_id == "fast"
 
 
 def test_weighted_shares_picks_in_proportion_to_weight() -> None:
