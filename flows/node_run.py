@@ -55,6 +55,7 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
             result = await client.run(
                 graph,
                 prompt_id=prompt_id,
+                new=True,  # made above, for this attempt only
                 on_event=ProgressReporter(job_id, prepared.client_id, node_id=node.node_id),
                 idle_timeout=get_flow_settings().idle_timeout_s,
                 total_timeout=get_flow_settings().total_timeout_s,

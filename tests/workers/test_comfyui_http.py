@@ -205,6 +205,17 @@ async def test_submit_of_a_known_prompt_id_does_not_post_again(where: str) -> No
     assert result.already_known and result.number == (0 if where == "history" else 20)
 
 
+async def test_submit_of_a_new_prompt_id_posts_without_looking_it_up() -> None:
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json={"prompt_id": "fresh", "number": 4, "node_errors": {}})
+
+    result = await client_for(handler).submit({"1": {"class_type": "X"}}, prompt_id="fresh", new=True)
+    assert result == SubmitResult(prompt_id="fresh", number=4) and requests == ["POST /prompt"]
+
+
 async def test_history_of_run_with_animated_and_video_outputs() -> None:
     call = load_trace("05_animated_and_video_outputs")["http"][1]
     prompt_id = call["request"]["path"].removeprefix("/history/")

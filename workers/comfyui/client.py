@@ -74,9 +74,13 @@ class ComfyUIClient:
         prompt_id: str,
         front: bool = False,
         client_id: str | None = None,
+        new: bool = False,
     ) -> SubmitResult:
-        """Queue a graph under a caller-chosen prompt_id; a prompt_id the node already knows is not sent again."""
-        known = await self._known(prompt_id)
+        """Queue a graph under a caller-chosen prompt_id; a prompt_id the node already knows is not sent again.
+
+        `new=True`: the caller made this prompt_id just now, so the node cannot know it; the lookup is skipped.
+        """
+        known = None if new else await self._known(prompt_id)
         if known is not None:
             return known
         body: dict[str, Any] = {
@@ -217,15 +221,16 @@ class ComfyUIClient:
         total_timeout: float | None = None,
         poll_interval: float = 10.0,
         front: bool = False,
+        new: bool = False,
     ) -> RunResult:
-        """Connect the socket, submit, and follow the prompt to its end."""
+        """Connect the socket, submit, and follow the prompt to its end (`new` as in `submit`)."""
         options = TrackerOptions(idle_timeout, total_timeout, poll_interval)
         # One socket per run: sockets sharing a clientId replace each other, so concurrent runs need their own.
         client_id = f"{self.client_id}-{prompt_id}"
         async with RunTracker(
             self, prompt_id, client_id=client_id, on_event=on_event, options=options
         ) as tracker:
-            submitted = await self.submit(graph, prompt_id=prompt_id, front=front, client_id=client_id)
+            submitted = await self.submit(graph, prompt_id=prompt_id, front=front, client_id=client_id, new=new)
             if not submitted.already_known:
                 return await tracker.wait()
         # The node had this prompt before (a retried task): follow it under the client_id it was sent with.
