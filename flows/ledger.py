@@ -12,6 +12,7 @@ from database.engine import session_scope
 from database.enums import AttemptStatus, DatabaseName, JobStatus
 from database.shared import repositories as repo
 from database.shared.models import Job, JobAttempt
+from flows.slots import slot_released
 
 T = TypeVar("T")
 
@@ -90,6 +91,7 @@ async def finish_attempt(
 async def release_node(job_id: str) -> None:
     """Give the node slot back after a failed attempt: the job waits for its next node."""
     await _in_tx(lambda s: repo.release_node(s, job_id))
+    slot_released()
 
 
 async def update_progress(job_id: str, *, step: int, total: int) -> None:
@@ -110,4 +112,6 @@ async def finish(job_id: str, status: JobStatus, *, error: str | None = None) ->
             return repo.mark_cancelled(session, job_id)
         return repo.mark_failed(session, job_id, error or "failed")
 
-    return await _in_tx(work)
+    changed = await _in_tx(work)
+    slot_released()  # a final job holds no node slot
+    return changed

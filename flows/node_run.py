@@ -21,6 +21,7 @@ from flows.models import NodeRun, PreparedJob
 from flows.params import GenerationRequest
 from flows.reporting import ProgressReporter, publish
 from flows.settings import get_flow_settings
+from flows.slots import release_signal, wait_for_release
 from workers import registry
 from workers.balancer import NodeSnapshot, NoEligibleNode, requirements_for
 from workers.comfyui.client import ComfyUIClient
@@ -124,6 +125,7 @@ async def _claim_loop(job_id: str, request: GenerationRequest, prepared: Prepare
     settings = get_flow_settings()
     deadline = time.monotonic() + settings.slot_wait_s
     while True:
+        released = release_signal()
         strategy = await asyncio.to_thread(registry.get_strategy, group, nodes_config.group(group).strategy)
         try:
             return await asyncio.to_thread(
@@ -135,7 +137,7 @@ async def _claim_loop(job_id: str, request: GenerationRequest, prepared: Prepare
                 raise NoNodeAvailable(_no_node_message(exc, exclude)) from exc
             if time.monotonic() > deadline:
                 raise NoNodeAvailable(f"no node of group {group!r} freed a slot in time") from exc
-        await asyncio.sleep(settings.slot_poll_s)
+        await wait_for_release(released, settings.slot_poll_s)
 
 
 def _no_node_message(exc: NoEligibleNode, exclude: frozenset[str]) -> str:
