@@ -40,6 +40,7 @@ class NodeSnapshot:
     last_checkpoint: str | None = None
     vram_free: int | None = None
     reserved: int = 0  # free slots held for better-placed jobs waiting in the claim loop
+    remaining_work: float = 0.0  # sampler steps still to run of the prompts on it (end-game placement)
 
     @property
     def free_slots(self) -> int:
@@ -62,6 +63,7 @@ class Requirements:
     task_type: str
     checkpoints: frozenset[str] = frozenset()
     node_classes: frozenset[str] = frozenset()
+    work: float = 1.0  # its size: the sampler steps it runs (1 for a graph without any)
 
 
 class NoEligibleNode(Exception):
@@ -100,6 +102,7 @@ def requirements_for(graph: dict[str, Any], task_type: str) -> Requirements:
     """The node classes a graph uses and the checkpoint files its loaders name (linked inputs are ignored)."""
     classes: set[str] = set()
     checkpoints: set[str] = set()
+    steps = 0
     for node in graph.values():
         if not isinstance(node, dict):
             continue
@@ -111,7 +114,10 @@ def requirements_for(graph: dict[str, Any], task_type: str) -> Requirements:
             value = inputs.get(name)
             if isinstance(value, str) and value:
                 checkpoints.add(value)
-    return Requirements(task_type=task_type, checkpoints=frozenset(checkpoints), node_classes=frozenset(classes))
+        if isinstance(inputs.get("steps"), int) and not isinstance(inputs.get("steps"), bool):
+            steps += inputs["steps"]
+    return Requirements(task_type=task_type, checkpoints=frozenset(checkpoints), node_classes=frozenset(classes),
+                        work=float(max(1, steps)))
 
 
 def _unfit_reason(
@@ -198,8 +204,14 @@ def choose_node(
     exclude: frozenset[str] = frozenset(),
     cursor: int = 0,
     rng: random.Random | None = None,
+    end_game: bool = False,
 ) -> NodeSnapshot:
-    """Pick one node for the job; raise NoFreeSlot when only full nodes fit, NoEligibleNode when none do."""
+    """Pick one node for the job; raise NoFreeSlot when only full nodes fit, NoEligibleNode when none do.
+
+    `end_game`: every job of the group still waiting for a node could start now (no job wants the slots this one
+    leaves). least_loaded then places by finish time instead (`finish_first`)."""
+    if end_game and strategy == "least_loaded":
+        return finish_first(nodes, req, exclude=exclude)
     fit, reasons = eligible(nodes, req, exclude=exclude)
     if not fit:
         only_full = any(why.startswith(_NO_SLOT) for why in reasons.values())
@@ -207,6 +219,23 @@ def choose_node(
         raise error(reasons, task_type=req.task_type)
     pick = _STRATEGIES[strategy]
     return pick(fit, req, cursor, rng or random.Random())
+
+
+def finish_first(
+    nodes: Sequence[NodeSnapshot], req: Requirements, *, exclude: frozenset[str] = frozenset()
+) -> NodeSnapshot:
+    """The node where the job would finish first: the steps still ahead of it there plus its own, over the node's
+    speed (its weight). When that node is full the job waits for it (NoFreeSlot naming only that node) rather
+    than start on a slower free node: at the end of a burst a long job on a slow node is what keeps every other
+    node idle."""
+    fit, reasons = capable(nodes, req, exclude=exclude)
+    if not fit:
+        raise NoEligibleNode(reasons, task_type=req.task_type)
+    best = min(fit, key=lambda n: ((n.remaining_work + req.work) / max(n.weight, 1e-6), -n.weight, n.node_id))
+    if best.free_slots > 0:
+        return best
+    why = f"{_NO_SLOT} (the job finishes soonest here: waits for it; {best.in_flight}/{best.max_concurrent} in flight)"
+    raise NoFreeSlot({best.node_id: why}, task_type=req.task_type)
 
 
 def _node_id(node: NodeSnapshot) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -178,11 +179,17 @@ def claim_node(
         effective = _strategy(admin, group, strategy)
         snapshots = _snapshots(nodes, _running_counts([n.node_id for n in nodes], except_job=job_id))
         snapshots = reserve_for_waiters(snapshots, _waiters_ahead(job_id, waiter_stale_s))
+        end_game = effective == "least_loaded" and _in_end_game(group, snapshots, req, exclude)
+        if end_game:
+            snapshots = _with_remaining_work(snapshots, except_job=job_id)
         cursor = cursor_row.value if isinstance(cursor_row.value, int) else 0
         try:
-            chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor)
+            chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor,
+                                 end_game=end_game)
         except NoEligibleNode as exc:
             able = capable(snapshots, req, exclude=exclude)[0] if exc.retryable else []
+            if end_game:  # it waits for the one node it finishes soonest on, and holds no slot elsewhere
+                able = [n for n in able if n.node_id in exc.reasons]
             _set_waiting(job_id, [n.node_id for n in able])
             raise
         _assign(job_id, chosen.node_id)  # commits in the shared DB while the admin lock is still held
@@ -255,6 +262,30 @@ def _strategy(session: Session, group: str, default: Strategy) -> Strategy:
     row = session.get(Setting, strategy_key(group))
     value: Any = row.value if row is not None else None
     return value if value in STRATEGIES else default
+
+
+def _in_end_game(group: str, nodes: list[NodeSnapshot], req: Requirements, exclude: frozenset[str]) -> bool:
+    """Every job of the group still without a node (this one included) could start now on a free slot."""
+    free = sum(n.free_slots for n in capable(nodes, req, exclude=exclude)[0])
+    stmt = select(func.count()).select_from(Job).where(
+        Job.node_group == group, Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED])
+    )
+    with session_scope(DatabaseName.SHARED) as shared:
+        return int(shared.scalar(stmt) or 0) <= free
+
+
+def _with_remaining_work(nodes: list[NodeSnapshot], *, except_job: str) -> list[NodeSnapshot]:
+    """The nodes with the sampler steps their running prompts still have to go (from the jobs' progress)."""
+    stmt = select(Job.node_id, Job.total_steps, Job.current_step, Job.values).where(
+        Job.status == JobStatus.RUNNING, Job.node_id.in_([n.node_id for n in nodes]), Job.id != except_job
+    )
+    remaining: Counter[str] = Counter()
+    with session_scope(DatabaseName.SHARED) as shared:
+        for node_id, total, current, values in shared.execute(stmt):
+            planned = (values or {}).get("steps")
+            steps = total or (planned if isinstance(planned, int) else 1)
+            remaining[str(node_id)] += max(0, steps - (current or 0))
+    return [replace(n, remaining_work=float(remaining[n.node_id])) for n in nodes]
 
 
 def _running_counts(node_ids: list[str], *, except_job: str | None = None) -> Counter[str]:

@@ -174,3 +174,27 @@ def test_model_aware_falls_back_to_least_loaded() -> None:
     nodes = [node("a", in_flight=1, last_checkpoint="sd15"), node("b"),
              node("full", max_concurrent=1, in_flight=1, last_checkpoint="sdxl.safetensors")]
     assert choose_node(nodes, req, strategy="model_aware").node_id == "b"
+
+
+def test_requirements_count_the_sampler_steps_as_the_jobs_size() -> None:
+    graph = {"1": {"class_type": "KSampler", "inputs": {"steps": 20, "model": ["2", 0]}},
+             "2": {"class_type": "KSampler", "inputs": {"steps": 5}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    assert requirements_for(graph, "t").work == 25
+    assert requirements_for({"1": {"class_type": "SaveImage", "inputs": {}}}, "t").work == 1
+
+
+def test_end_game_places_a_job_where_it_finishes_first_and_waits_for_that_node() -> None:
+    big = Requirements(task_type="t", work=12)
+    slow = node("slow", weight=1.0)  # empty: 12 steps at speed 1 -> 12
+    fast = node("fast", weight=3.0, in_flight=1, remaining_work=9)  # (9 + 12) / 3 -> 7, one slot left
+    assert choose_node([slow, fast], big, strategy="least_loaded", end_game=True).node_id == "fast"
+    full_fast = replace(fast, in_flight=2)
+    with pytest.raises(NoFreeSlot) as waits:  # better to wait for the fast node than start on the slow one
+        choose_node([slow, full_fast], big, strategy="least_loaded", end_game=True)
+    assert list(waits.value.reasons) == ["fast"]
+    crowded = replace(full_fast, remaining_work=30)  # (30 + 12) / 3 -> 14: now the slow node is sooner
+    assert choose_node([slow, crowded], big, strategy="least_loaded", end_game=True).node_id == "slow"
+    # Outside the end game least_loaded fills any free slot, and other strategies ignore the flag.
+    assert choose_node([slow, full_fast], big, strategy="least_loaded").node_id == "slow"
+    assert choose_node([slow, full_fast], big, strategy="round_robin", end_game=True).node_id == "slow"

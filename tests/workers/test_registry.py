@@ -11,6 +11,7 @@ from comfyws.config import NodesConfig, StaticNode
 from database.admin.models import Node
 from database.engine import session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
+from database.shared.models import Job
 from tests.workers.registry_db import add_job, add_node, job_row, registry_db  # noqa: F401 - fixture
 from workers import registry
 from workers.balancer import NoEligibleNode, NoFreeSlot, Requirements
@@ -171,3 +172,23 @@ def test_concurrent_claims_never_exceed_max_concurrent() -> None:
     assert counts == {"a": 2, "b": 3, "full": 7}
     running = Counter(job_row(j).node_id for j in jobs if job_row(j).status == JobStatus.RUNNING)
     assert running == {"a": 2, "b": 3}
+
+
+def test_at_the_end_of_a_burst_least_loaded_waits_for_the_node_it_finishes_soonest_on() -> None:
+    add_node("slow", weight=1.0)
+    add_node("fast", weight=3.0)
+    twelve_steps = Requirements(task_type="text_to_image", work=12)
+    first = add_job()
+    assert registry.claim_node(first, "default", twelve_steps, strategy="least_loaded",
+                               exclude=frozenset()).node_id == "fast"
+    with session_scope(DatabaseName.SHARED) as session:  # its progress: 9 of its 12 steps still to go
+        job = session.get(Job, first)
+        assert job is not None
+        job.total_steps, job.current_step = 12, 3
+    last = add_job()  # (9 + 12) / 3 on the fast node beats 12 / 1 on the idle slow one: it waits
+    with pytest.raises(NoFreeSlot):
+        registry.claim_node(last, "default", twelve_steps, strategy="least_loaded", exclude=frozenset())
+    assert job_row(last).waiting_nodes == ["fast"]  # and holds no slot on the slow node meanwhile
+    add_job(), add_job()  # more jobs than free slots: no end game, the free slot is used at once
+    assert registry.claim_node(last, "default", twelve_steps, strategy="least_loaded",
+                               exclude=frozenset()).node_id == "slow"
