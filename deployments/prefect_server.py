@@ -8,9 +8,10 @@
    outside explicit transactions are untouched; PostgreSQL servers are untouched.
 2. A 503 that still happens (any database) carries `Retry-After: 0.25`, which Prefect's client honours instead
    of its exponential 2 s, 4 s, 8 s... pause.
-3. Task-run and event records are written in batches (up to 100 / 200, at least every second) unless the
-   environment says otherwise: by default the task-run recorder writes every task-run event on its own, one
-   bulk insert (SQL compilation included) each, the largest single share of the server's CPU per job.
+3. Task-run records are written in batches (up to 100, at least every second) unless the environment says
+   otherwise: by default the task-run recorder writes every task-run event on its own, one bulk insert (SQL
+   compilation included) each, the largest single share of the server's CPU per job. (The event persister's
+   own defaults, 20 events or 5 s, already batch: flushing it every second made single runs slower.)
 
 Everything else is `prefect` as shipped.
 """
@@ -27,8 +28,6 @@ RETRY_AFTER_S = 0.25
 BATCHED_RECORDING = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
 }
 
 if TYPE_CHECKING:
