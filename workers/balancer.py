@@ -99,7 +99,8 @@ def _rebuild(cls: type[NoEligibleNode], reasons: dict[str, str], task_type: str)
 
 
 def requirements_for(graph: dict[str, Any], task_type: str) -> Requirements:
-    """The node classes a graph uses and the checkpoint files its loaders name (linked inputs are ignored)."""
+    """The node classes a graph uses, the checkpoint files its loaders name (linked inputs are ignored) and the
+    sampler steps it runs (its size)."""
     classes: set[str] = set()
     checkpoints: set[str] = set()
     steps = 0

@@ -170,7 +170,9 @@ def claim_node(
     `strategy` is the config default; an admin override for the group wins. Slots that live jobs waiting ahead
     of this one (priority, then age) could take are held for them. Raises NoFreeSlot (retryable; the job is then
     marked waiting, and its heartbeat refreshed) when every fitting node is full and NoEligibleNode when none fits.
-    A waiter not seen for `waiter_stale_s` seconds (its worker died) no longer holds slots.
+    A waiter not seen for `waiter_stale_s` seconds (its worker died) no longer holds slots. With least_loaded, once
+    every job of the group still without a node could start now, the job goes where it finishes first
+    (`balancer.finish_first`) and may wait for that node.
     """
     _ensure_cursor_row(group)
     with session_scope(DatabaseName.ADMIN) as admin:
