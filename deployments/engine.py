@@ -83,17 +83,18 @@ class InProcessFlowRunEngine(AsyncFlowRunEngine):
     def _make_lean_client(self, shared: PrefectClient) -> PrefectClient:
         """The worker's client (same connections) with the two start-up calls taken off the critical path."""
         lean = copy.copy(shared)
-        read_back = {"skipped": False}
+        skipped_read_back = False
 
         async def update_flow_run(flow_run_id: UUID, **fields: Any) -> None:
             # Sent after the Running proposal, not beside it: two writes at once only slow each other down.
             self._deferred.append(shared.update_flow_run(flow_run_id, **fields))
 
         async def read_flow_run(flow_run_id: UUID) -> FlowRun:
+            nonlocal skipped_read_back
             run = self.flow_run
-            if not read_back["skipped"] and run is not None and run.id == flow_run_id and run.state is not None \
+            if not skipped_read_back and run is not None and run.id == flow_run_id and run.state is not None \
                     and run.state.is_running():
-                read_back["skipped"] = True
+                skipped_read_back = True
                 return run.model_copy(update={"run_count": run.run_count + 1})  # as the server counts it
             return await shared.read_flow_run(flow_run_id)
 

@@ -72,9 +72,7 @@ async def submit(dispatcher: Dispatcher, client_id: str, task_type: str, body: d
 
 def request_for(job: Job) -> GenerationRequest:
     """Rebuild the flow parameters of a committed job from its ledger row (used to re-dispatch it)."""
-    body = {**job.params, "workflow_name": job.workflow_name, "priority": job.priority,
-            "node_group": job.node_group}
-    submission = _parse(job.task_type, body)
+    submission = _parse(job.task_type, _submitted_body(job))
     with session_scope(DatabaseName.CLIENT) as client_db:
         input_files = _resolve_images(client_db, job.client_id, submission)
     return GenerationRequest(
@@ -293,13 +291,13 @@ def result_path(session: Session, job_id: str, index: int, *, client_id: str) ->
 async def retry(dispatcher: Dispatcher, job_id: str) -> Task:
     """A new job for the same client with the same parameters (admin)."""
     job = await run_in_threadpool(_read_job, job_id)
-    body = {
-        **job.params,
-        "workflow_name": job.workflow_name,
-        "priority": job.priority,
-        "node_group": job.node_group,
-    }
-    return await submit(dispatcher, job.client_id, job.task_type, body)
+    return await submit(dispatcher, job.client_id, job.task_type, _submitted_body(job))
+
+
+def _submitted_body(job: Job) -> dict[str, Any]:
+    """The request body the job was submitted with, as far as the ledger keeps it."""
+    return {**job.params, "workflow_name": job.workflow_name, "priority": job.priority,
+            "node_group": job.node_group}
 
 
 def _read_job(job_id: str) -> Job:
