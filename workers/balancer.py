@@ -11,8 +11,8 @@ from comfyws.config import Strategy
 from database.enums import NodeStatus
 
 __all__ = [
-    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "capable", "choose_node", "eligible",
-    "requirements_for", "reserve_for_waiters",
+    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "capable", "choose_node", "drain_time",
+    "eligible", "finish_time", "requirements_for", "reserve_for_waiters",
 ]
 
 # Graph inputs that name a model file the node must have (all of them live in the node's checkpoint list).
@@ -40,7 +40,7 @@ class NodeSnapshot:
     last_checkpoint: str | None = None
     vram_free: int | None = None
     reserved: int = 0  # free slots held for better-placed jobs waiting in the claim loop
-    remaining_work: float = 0.0  # sampler steps still to run of the prompts on it (end-game placement)
+    remaining_work: float = 0.0  # sampler steps still to run of the prompts on it (least_loaded placement)
 
     @property
     def free_slots(self) -> int:
@@ -205,34 +205,53 @@ def choose_node(
     exclude: frozenset[str] = frozenset(),
     cursor: int = 0,
     rng: random.Random | None = None,
-    end_game: bool = False,
+    drain_time: float | None = None,
 ) -> NodeSnapshot:
     """Pick one node for the job; raise NoFreeSlot when only full nodes fit, NoEligibleNode when none do.
 
-    `end_game`: every job of the group still waiting for a node could start now (no job wants the slots this one
-    leaves). least_loaded then places by finish time instead (`finish_first`)."""
-    if end_game and strategy == "least_loaded":
-        return finish_first(nodes, req, exclude=exclude)
+    `drain_time` (least_loaded only): when the group's work would be done if it were spread perfectly over its
+    nodes, in steps per unit of weight (`drain_time`). A job the least-loaded free node would finish only after
+    that goes where it finishes first instead (`finish_first`), and may wait for that node."""
     fit, reasons = eligible(nodes, req, exclude=exclude)
     if not fit:
         only_full = any(why.startswith(_NO_SLOT) for why in reasons.values())
         error = NoFreeSlot if only_full else NoEligibleNode
         raise error(reasons, task_type=req.task_type)
-    pick = _STRATEGIES[strategy]
-    return pick(fit, req, cursor, rng or random.Random())
+    if strategy == "least_loaded" and drain_time is not None:
+        pick = _least_loaded(fit, req, cursor, rng or random.Random())
+        if finish_time(pick, req) <= drain_time * (1 + 1e-9):
+            return pick
+        return finish_first(nodes, req, exclude=exclude)
+    return _STRATEGIES[strategy](fit, req, cursor, rng or random.Random())
+
+
+def finish_time(node: NodeSnapshot, req: Requirements) -> float:
+    """When the job would be done on the node: the steps still ahead of it there plus its own, over the node's
+    speed (its weight)."""
+    return (node.remaining_work + req.work) / max(node.weight, 1e-6)
+
+
+def drain_time(nodes: Iterable[NodeSnapshot], req: Requirements, *, waiting_work: float,
+               exclude: frozenset[str] = frozenset()) -> float:
+    """When the work of the nodes that could run the job (what they still have to run plus `waiting_work`, the
+    steps of the jobs not on a node yet, this one included) would be done if spread perfectly over them."""
+    able = capable(nodes, req, exclude=exclude)[0]
+    speed = sum(max(n.weight, 1e-6) for n in able)
+    if not speed:
+        return float("inf")
+    return (sum(n.remaining_work for n in able) + waiting_work) / speed
 
 
 def finish_first(
     nodes: Sequence[NodeSnapshot], req: Requirements, *, exclude: frozenset[str] = frozenset()
 ) -> NodeSnapshot:
-    """The node where the job would finish first: the steps still ahead of it there plus its own, over the node's
-    speed (its weight). When that node is full the job waits for it (NoFreeSlot naming only that node) rather
-    than start on a slower free node: at the end of a burst a long job on a slow node is what keeps every other
-    node idle."""
+    """The node where the job would finish first (`finish_time`). When that node is full the job waits for it
+    (NoFreeSlot naming only that node) rather than start on a slower free node: at the end of a burst a long job
+    on a slow node is what keeps every other node idle."""
     fit, reasons = capable(nodes, req, exclude=exclude)
     if not fit:
         raise NoEligibleNode(reasons, task_type=req.task_type)
-    best = min(fit, key=lambda n: ((n.remaining_work + req.work) / max(n.weight, 1e-6), -n.weight, n.node_id))
+    best = min(fit, key=lambda n: (finish_time(n, req), -n.weight, n.node_id))
     if best.free_slots > 0:
         return best
     why = f"{_NO_SLOT} (the job finishes soonest here: waits for it; {best.in_flight}/{best.max_concurrent} in flight)"

@@ -38,6 +38,7 @@ from workers.balancer import (
     Requirements,
     capable,
     choose_node,
+    drain_time,
     reserve_for_waiters,
 )
 
@@ -170,9 +171,9 @@ def claim_node(
     `strategy` is the config default; an admin override for the group wins. Slots that live jobs waiting ahead
     of this one (priority, then age) could take are held for them. Raises NoFreeSlot (retryable; the job is then
     marked waiting, and its heartbeat refreshed) when every fitting node is full and NoEligibleNode when none fits.
-    A waiter not seen for `waiter_stale_s` seconds (its worker died) no longer holds slots. With least_loaded, once
-    every job of the group still without a node could start now, the job goes where it finishes first
-    (`balancer.finish_first`) and may wait for that node.
+    A waiter not seen for `waiter_stale_s` seconds (its worker died) no longer holds slots. With least_loaded, a
+    job that would finish on the least-loaded node only after the group's work could all be done (the end of a
+    burst) goes where it finishes first (`balancer.choose_node`) and may wait for that node.
     """
     _ensure_cursor_row(group)
     with session_scope(DatabaseName.ADMIN) as admin:
@@ -181,18 +182,20 @@ def claim_node(
         effective = _strategy(admin, group, strategy)
         snapshots = _snapshots(nodes, _running_counts([n.node_id for n in nodes], except_job=job_id))
         snapshots = reserve_for_waiters(snapshots, _waiters_ahead(job_id, waiter_stale_s))
-        end_game = effective == "least_loaded" and _in_end_game(group, snapshots, req, exclude)
-        if end_game:
+        drain: float | None = None
+        if effective == "least_loaded":
             snapshots = _with_remaining_work(snapshots, except_job=job_id)
+            waiting = _waiting_work(group, except_job=job_id) + req.work
+            drain = drain_time(snapshots, req, waiting_work=waiting, exclude=exclude)
         cursor = cursor_row.value if isinstance(cursor_row.value, int) else 0
         try:
             chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor,
-                                 end_game=end_game)
+                                 drain_time=drain)
         except NoEligibleNode as exc:
+            # It waits for the nodes the refusal names (only the one it finishes soonest on, when placed by
+            # finish time), and holds no slot elsewhere.
             able = capable(snapshots, req, exclude=exclude)[0] if exc.retryable else []
-            if end_game:  # it waits for the one node it finishes soonest on, and holds no slot elsewhere
-                able = [n for n in able if n.node_id in exc.reasons]
-            _set_waiting(job_id, [n.node_id for n in able])
+            _set_waiting(job_id, [n.node_id for n in able if n.node_id in exc.reasons])
             raise
         _assign(job_id, chosen.node_id)  # commits in the shared DB while the admin lock is still held
         cursor_row.value = cursor + 1
@@ -266,27 +269,24 @@ def _strategy(session: Session, group: str, default: Strategy) -> Strategy:
     return value if value in STRATEGIES else default
 
 
-def _in_end_game(group: str, nodes: list[NodeSnapshot], req: Requirements, exclude: frozenset[str]) -> bool:
-    """Every job of the group still without a node (this one included) could start now on a free slot."""
-    free = sum(n.free_slots for n in capable(nodes, req, exclude=exclude)[0])
-    stmt = select(func.count()).select_from(Job).where(
-        Job.node_group == group, Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED])
+def _waiting_work(group: str, *, except_job: str) -> float:
+    """Sampler steps of the group's jobs not on a node yet (a job of unknown size counts one step)."""
+    stmt = select(func.sum(func.coalesce(Job.work, 1))).where(
+        Job.node_group == group, Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED]), Job.id != except_job
     )
     with session_scope(DatabaseName.SHARED) as shared:
-        return int(shared.scalar(stmt) or 0) <= free
+        return float(shared.scalar(stmt) or 0)
 
 
 def _with_remaining_work(nodes: list[NodeSnapshot], *, except_job: str) -> list[NodeSnapshot]:
     """The nodes with the sampler steps their running prompts still have to go (from the jobs' progress)."""
-    stmt = select(Job.node_id, Job.total_steps, Job.current_step, Job.values).where(
+    stmt = select(Job.node_id, Job.total_steps, Job.current_step, Job.work).where(
         Job.status == JobStatus.RUNNING, Job.node_id.in_([n.node_id for n in nodes]), Job.id != except_job
     )
     remaining: Counter[str] = Counter()
     with session_scope(DatabaseName.SHARED) as shared:
-        for node_id, total, current, values in shared.execute(stmt):
-            planned = (values or {}).get("steps")
-            steps = total or (planned if isinstance(planned, int) else 1)
-            remaining[str(node_id)] += max(0, steps - (current or 0))
+        for node_id, total, current, work in shared.execute(stmt):
+            remaining[str(node_id)] += max(0, (total or work or 1) - (current or 0))
     return [replace(n, remaining_work=float(remaining[n.node_id])) for n in nodes]
 
 

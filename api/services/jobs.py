@@ -29,7 +29,7 @@ from database.shared.models import Job
 from database.types import utcnow
 from flows.params import GenerationRequest
 from workers import registry
-from workers.balancer import capable, requirements_for
+from workers.balancer import Requirements, capable, requirements_for
 from workflows.catalog import Workflow, get_catalog
 from workflows.errors import ParameterError, UnknownWorkflowError
 from workflows.render import render
@@ -106,7 +106,8 @@ def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, 
         _check_quota(client_db, client_id)
         input_files = _resolve_images(client_db, client_id, submission)
     graph = _validate_values(submission, input_files)
-    _check_placeable(submission, graph)
+    requirements = requirements_for(graph, submission.task_type)
+    _check_placeable(submission, requirements)
     job_id = str(uuid.uuid4())
     with session_scope(DatabaseName.SHARED) as shared_db:
         ledger.create_job(
@@ -118,6 +119,7 @@ def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, 
             params=submission.params,
             priority=submission.priority,
             node_group=submission.node_group,
+            work=int(requirements.work),
         )
     with session_scope(DatabaseName.CLIENT) as client_db:
         client_repo.add_client_job(client_db, job_id=job_id, client_id=client_id, task_type=task_type)
@@ -190,7 +192,7 @@ def _validate_values(submission: Submission, input_files: dict[str, str]) -> dic
         raise InvalidParameters([{"field": exc.field, "message": exc.message}]) from exc
 
 
-def _check_placeable(submission: Submission, graph: dict[str, Any]) -> None:
+def _check_placeable(submission: Submission, requirements: Requirements) -> None:
     """Refuse a job no node of its group could take (all disabled or draining, none has its checkpoint...).
 
     Unhealthy nodes and nodes whose inventory is not read yet count as able (both may change before the job is
@@ -199,7 +201,7 @@ def _check_placeable(submission: Submission, graph: dict[str, Any]) -> None:
     nodes = registry.list_snapshots(group)
     if not nodes:
         return
-    able, reasons = capable(nodes, requirements_for(graph, submission.task_type), ignore_health=True)
+    able, reasons = capable(nodes, requirements, ignore_health=True)
     if not able:
         why = "; ".join(f"{node_id}: {reason}" for node_id, reason in sorted(reasons.items()))
         raise Conflict(

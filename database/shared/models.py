@@ -35,6 +35,7 @@ class Job(SharedBase):
     progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
     current_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    work: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its size: the sampler steps its graph runs
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set only while the job's flow waits in the claim loop for a node slot: claims go to the best live waiter

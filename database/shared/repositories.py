@@ -65,8 +65,11 @@ def create_job(
     params: dict[str, Any],
     priority: Priority = Priority.NORMAL,
     node_group: str = "default",
+    work: int | None = None,
 ) -> Job:
-    """A new ledger row in `pending`: the caller commits it before creating the flow run."""
+    """A new ledger row in `pending`: the caller commits it before creating the flow run.
+
+    `work` is the job's size in sampler steps (what placement weighs); None when unknown."""
     job = Job(
         id=job_id,
         client_id=client_id,
@@ -75,6 +78,7 @@ def create_job(
         params=params,
         priority=Priority(priority),
         node_group=node_group,
+        work=work,
         status=JobStatus.PENDING,
         created_at=utcnow(),
     )

@@ -7,6 +7,9 @@ import io
 
 from PIL import Image
 
+from database.engine import session_scope
+from database.enums import DatabaseName
+from database.shared.models import Job
 from tests.api.conftest import Api
 from tests.api.factories import job_for, result_for
 
@@ -48,7 +51,8 @@ def test_invalid_requests_are_422_naming_the_field_and_write_nothing(api: Api) -
 def test_scheduler_down_is_503_and_the_job_is_recorded_failed(api: Api) -> None:
     _, token = api.new_client()
     with api.http(token) as http:
-        response = http.post("/api/v2/tasks/text-to-image", json={"prompt": "a lighthouse", "width": 512})
+        response = http.post("/api/v2/tasks/text-to-image",
+                             json={"prompt": "a lighthouse", "width": 512, "steps": 7})
         assert response.status_code == 503
         assert response.json()["error"] == "scheduler_unavailable"
         page = http.get("/api/v2/tasks").json()
@@ -56,7 +60,10 @@ def test_scheduler_down_is_503_and_the_job_is_recorded_failed(api: Api) -> None:
     job = page["items"][0]
     assert job["status"] == "failed"
     assert "scheduler" in job["error"]
-    assert job["params"] == {"prompt": "a lighthouse", "width": 512}
+    assert job["params"] == {"prompt": "a lighthouse", "width": 512, "steps": 7}
+    with session_scope(DatabaseName.SHARED) as session:  # its size, for placement: the sampler's steps
+        row = session.get(Job, job["task_id"])
+        assert row is not None and row.work == 7
 
 
 def test_image_parameter_must_be_the_clients_own_upload(api: Api) -> None:

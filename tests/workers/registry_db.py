@@ -67,12 +67,13 @@ def add_node(node_id: str, *, group: str = "default", max_concurrent: int = 1, *
         session.add(Node(node_id=node_id, group=group, max_concurrent=max_concurrent, **values))
 
 
-def add_job(*, group: str = "default", status: JobStatus = JobStatus.QUEUED, node_id: str | None = None) -> str:
-    """A ledger row; returns its id."""
+def add_job(*, group: str = "default", status: JobStatus = JobStatus.QUEUED, node_id: str | None = None,
+            work: int | None = None) -> str:
+    """A ledger row (of `work` sampler steps); returns its id."""
     job_id = str(uuid.uuid4())
     with session_scope(DatabaseName.SHARED) as session:
         session.add(Job(id=job_id, client_id="c1", task_type="text_to_image", workflow_name="basic",
-                        node_group=group, status=status, node_id=node_id))
+                        node_group=group, status=status, node_id=node_id, work=work))
     return job_id
 
 

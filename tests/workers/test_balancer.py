@@ -16,6 +16,7 @@ from workers.balancer import (
     NoFreeSlot,
     Requirements,
     choose_node,
+    drain_time,
     eligible,
     requirements_for,
 )
@@ -184,17 +185,31 @@ def test_requirements_count_the_sampler_steps_as_the_jobs_size() -> None:
     assert requirements_for({"1": {"class_type": "SaveImage", "inputs": {}}}, "t").work == 1
 
 
-def test_end_game_places_a_job_where_it_finishes_first_and_waits_for_that_node() -> None:
+def test_least_loaded_places_a_job_that_would_finish_late_where_it_finishes_first() -> None:
     big = Requirements(task_type="t", work=12)
     slow = node("slow", weight=1.0)  # empty: 12 steps at speed 1 -> 12
     fast = node("fast", weight=3.0, in_flight=1, remaining_work=9)  # (9 + 12) / 3 -> 7, one slot left
-    assert choose_node([slow, fast], big, strategy="least_loaded", end_game=True).node_id == "fast"
+    # Little work left in the group (drain by 8): the slow node would finish the job last, the fast one sooner.
+    assert choose_node([slow, fast], big, strategy="least_loaded", drain_time=8).node_id == "fast"
     full_fast = replace(fast, in_flight=2)
     with pytest.raises(NoFreeSlot) as waits:  # better to wait for the fast node than start on the slow one
-        choose_node([slow, full_fast], big, strategy="least_loaded", end_game=True)
+        choose_node([slow, full_fast], big, strategy="least_loaded", drain_time=8)
     assert list(waits.value.reasons) == ["fast"]
     crowded = replace(full_fast, remaining_work=30)  # (30 + 12) / 3 -> 14: now the slow node is sooner
-    assert choose_node([slow, crowded], big, strategy="least_loaded", end_game=True).node_id == "slow"
-    # Outside the end game least_loaded fills any free slot, and other strategies ignore the flag.
+    assert choose_node([slow, crowded], big, strategy="least_loaded", drain_time=8).node_id == "slow"
+    # Plenty of work left (the job on the slow node ends before the group could): any free slot is used.
+    assert choose_node([slow, full_fast], big, strategy="least_loaded", drain_time=12).node_id == "slow"
     assert choose_node([slow, full_fast], big, strategy="least_loaded").node_id == "slow"
-    assert choose_node([slow, full_fast], big, strategy="round_robin", end_game=True).node_id == "slow"
+    # A small job still fits on the slow node at the end; other strategies ignore the drain time.
+    small = Requirements(task_type="t", work=4)
+    assert choose_node([slow, full_fast], small, strategy="least_loaded", drain_time=8).node_id == "slow"
+    assert choose_node([slow, full_fast], big, strategy="round_robin", drain_time=8).node_id == "slow"
+
+
+def test_drain_time_spreads_the_groups_work_over_the_speed_of_the_nodes_able_to_run_the_job() -> None:
+    req = Requirements(task_type="t", work=6)
+    nodes = [node("slow", weight=1.0, remaining_work=4), node("fast", weight=3.0, remaining_work=14),
+             node("off", weight=4.0, remaining_work=100, enabled=False)]
+    assert drain_time(nodes, req, waiting_work=22) == pytest.approx((4 + 14 + 22) / 4)
+    assert drain_time(nodes, req, waiting_work=22, exclude=frozenset({"fast"})) == pytest.approx(26)
+    assert drain_time([], req, waiting_work=22) == float("inf")

@@ -178,17 +178,19 @@ def test_at_the_end_of_a_burst_least_loaded_waits_for_the_node_it_finishes_soone
     add_node("slow", weight=1.0)
     add_node("fast", weight=3.0)
     twelve_steps = Requirements(task_type="text_to_image", work=12)
-    first = add_job()
+    first = add_job(work=12)
     assert registry.claim_node(first, "default", twelve_steps, strategy="least_loaded",
                                exclude=frozenset()).node_id == "fast"
     with session_scope(DatabaseName.SHARED) as session:  # its progress: 9 of its 12 steps still to go
         job = session.get(Job, first)
         assert job is not None
         job.total_steps, job.current_step = 12, 3
-    last = add_job()  # (9 + 12) / 3 on the fast node beats 12 / 1 on the idle slow one: it waits
+    # The group's 9 + 12 steps could be done by (9 + 12) / 4; on the idle slow node this job would end at 12,
+    # on the fast one at (9 + 12) / 3 = 7: it waits for the fast node.
+    last = add_job(work=12)
     with pytest.raises(NoFreeSlot):
         registry.claim_node(last, "default", twelve_steps, strategy="least_loaded", exclude=frozenset())
     assert job_row(last).waiting_nodes == ["fast"]  # and holds no slot on the slow node meanwhile
-    add_job(), add_job()  # more jobs than free slots: no end game, the free slot is used at once
+    add_job(work=20), add_job(work=20)  # plenty of work still waiting: the free slow slot is used at once
     assert registry.claim_node(last, "default", twelve_steps, strategy="least_loaded",
                                exclude=frozenset()).node_id == "slow"
