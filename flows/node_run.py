@@ -16,12 +16,13 @@ from prefect.states import State
 from comfyws.config import get_config
 from comfyws.settings import get_settings
 from database.enums import AttemptStatus
+from database.shared.repositories import PRIORITY_RANK
 from flows import ledger
 from flows.models import NodeRun, PreparedJob
 from flows.params import GenerationRequest
 from flows.reporting import ProgressReporter, publish
 from flows.settings import get_flow_settings
-from flows.slots import release_signal, wait_for_release
+from flows.slots import pass_on, wait_turn, waiting_line
 from workers import registry
 from workers.balancer import NodeSnapshot, NoEligibleNode, requirements_for
 from workers.comfyui.client import ComfyUIClient
@@ -124,20 +125,25 @@ async def _claim_loop(job_id: str, request: GenerationRequest, prepared: Prepare
     exclude = await ledger.failed_nodes(job_id)
     settings = get_flow_settings()
     deadline = time.monotonic() + settings.slot_wait_s
-    while True:
-        released = release_signal()
-        strategy = await asyncio.to_thread(registry.get_strategy, group, nodes_config.group(group).strategy)
-        try:
-            return await asyncio.to_thread(
-                registry.claim_node, job_id, group, req, strategy=strategy, exclude=exclude,
-                waiter_stale_s=settings.waiter_stale_s,
-            )
-        except NoEligibleNode as exc:
-            if not getattr(exc, "retryable", False):
-                raise NoNodeAvailable(_no_node_message(exc, exclude)) from exc
-            if time.monotonic() > deadline:
-                raise NoNodeAvailable(f"no node of group {group!r} freed a slot in time") from exc
-        await wait_for_release(released, settings.slot_poll_s)
+    default_strategy = nodes_config.group(group).strategy  # claim_node applies the group's admin override
+    with waiting_line(PRIORITY_RANK.get(request.priority, len(PRIORITY_RANK))) as waiter:
+        while True:
+            try:
+                node = await asyncio.to_thread(
+                    registry.claim_node, job_id, group, req, strategy=default_strategy, exclude=exclude,
+                    waiter_stale_s=settings.waiter_stale_s,
+                )
+            except NoEligibleNode as exc:
+                if not getattr(exc, "retryable", False):
+                    raise NoNodeAvailable(_no_node_message(exc, exclude)) from exc
+                if time.monotonic() > deadline:
+                    raise NoNodeAvailable(f"no node of group {group!r} freed a slot in time") from exc
+                if exc.free_in_group:
+                    pass_on(waiter)  # slots this job cannot use (or may not take yet): the next job tries them
+            else:
+                pass_on(waiter)  # more slots may be free: the next job in line tries
+                return node
+            await wait_turn(waiter, settings.slot_poll_s)
 
 
 def _no_node_message(exc: NoEligibleNode, exclude: frozenset[str]) -> str:

@@ -1,36 +1,79 @@
-"""Wakes this process's jobs that wait for a node slot as soon as one of its jobs gives a slot back.
+"""The line of this process's jobs waiting for a node slot, woken one at a time as slots come back.
 
-Waiting jobs used to re-try their claim every 0.2 s (transactions on two databases each time, for every waiting
-job) and a freed slot stayed idle until the next try. Now a release here wakes them at once; slots freed by other
-processes are found by the slower fallback poll (`COMFYWS_FLOW_SLOT_POLL_S`).
+Waiting jobs used to re-try their claim on a timer (transactions on two databases each time, for every waiting
+job), and later all woke at every release: with eight jobs waiting, eight claims for one slot. Now a release here
+wakes the first job in line (priority, then how long it waited); a job whose claim got a slot, or saw slots it
+could not use, passes the turn to the next one, so a chain stops at the first claim that found nothing free.
+Slots freed by other processes are found by the fallback poll: every `COMFYWS_FLOW_SLOT_POLL_S` for the first job
+in line, `BEHIND_POLL_FACTOR` times slower for the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
+import time
 import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-_freed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+BEHIND_POLL_FACTOR = 5
+
+_order = itertools.count()
 
 
-def release_signal() -> asyncio.Event:
-    """The event the next release sets; take it before trying to claim, so a release in between is not missed."""
-    loop = asyncio.get_running_loop()
-    event = _freed.get(loop)
-    if event is None:
-        event = _freed[loop] = asyncio.Event()
-    return event
+@dataclass(order=True)
+class Waiter:
+    """One claim loop's place in line; `woken` is set when it is its turn to try."""
+
+    key: tuple[int, float, int]
+    woken: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
+
+
+_lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Waiter]] = weakref.WeakKeyDictionary()
+
+
+def _line() -> list[Waiter]:
+    return _lines.setdefault(asyncio.get_running_loop(), [])
+
+
+@contextlib.contextmanager
+def waiting_line(rank: int) -> Iterator[Waiter]:
+    """Stand in line (lower `rank` first, then first come) for as long as the claim loop runs."""
+    waiter = Waiter((rank, time.monotonic(), next(_order)))
+    line = _line()
+    bisect.insort(line, waiter)
+    try:
+        yield waiter
+    finally:
+        line.remove(waiter)
 
 
 def slot_released() -> None:
-    """A job of this process left its node (finished, failed or moved on): wake every waiting claim."""
-    event = _freed.pop(asyncio.get_running_loop(), None)
-    if event is not None:
-        event.set()
+    """A job of this process left its node (finished, failed or moved on): the first job in line tries."""
+    _wake_after(None)
 
 
-async def wait_for_release(signal: asyncio.Event, timeout: float) -> None:
-    """Until a release sets `signal`, at most `timeout` seconds (the fallback poll)."""
+def pass_on(waiter: Waiter) -> None:
+    """`waiter` took a slot or saw free ones it could not use: the next job in line behind it tries too."""
+    _wake_after(waiter)
+
+
+def _wake_after(waiter: Waiter | None) -> None:
+    line = _line()
+    start = 0 if waiter is None else bisect.bisect_right(line, waiter)
+    for other in line[start:]:
+        if not other.woken.is_set():
+            other.woken.set()
+            return
+
+
+async def wait_turn(waiter: Waiter, poll_s: float) -> None:
+    """Until it is `waiter`'s turn, or its fallback poll is due (first in line: `poll_s`, others slower)."""
+    line = _line()
+    timeout = poll_s if line and line[0] is waiter else poll_s * BEHIND_POLL_FACTOR
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(signal.wait(), timeout)
+        await asyncio.wait_for(waiter.woken.wait(), timeout)
+    waiter.woken.clear()

@@ -70,6 +70,7 @@ class NoEligibleNode(Exception):
     """No node can take the job; `reasons` maps every node considered to why it was skipped."""
 
     retryable: bool = False
+    free_in_group: int = 0  # free slots the refusing claim saw in the group (for other jobs; set by the registry)
 
     def __init__(self, reasons: dict[str, str], *, task_type: str = "") -> None:
         self.reasons = dict(reasons)

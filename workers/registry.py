@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from comfyws.config import NodesConfig, Strategy
 from database.admin.models import AuditLog, Node, Setting
-from database.engine import session_scope
+from database.engine import get_engine, session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
 from database.shared import repositories as ledger
 from database.shared.models import Job
@@ -52,6 +52,8 @@ STRATEGIES: frozenset[str] = frozenset(get_args(Strategy))
 # taken for dead (its worker was killed) and holds no slots.
 HEARTBEAT_EVERY = timedelta(seconds=1)
 DEFAULT_WAITER_STALE_S = 5.0
+# (admin database, group) whose lock row this process has seen: claims skip the existence check.
+_cursor_rows: set[tuple[str, str]] = set()
 
 
 class NodeConflict(Exception):
@@ -180,43 +182,60 @@ def claim_node(
         cursor_row = _lock_group(admin, group)
         nodes = _nodes(admin, group)
         effective = _strategy(admin, group, strategy)
-        snapshots = _snapshots(nodes, _running_counts([n.node_id for n in nodes], except_job=job_id))
-        snapshots = reserve_for_waiters(snapshots, _waiters_ahead(job_id, waiter_stale_s))
-        drain: float | None = None
-        if effective == "least_loaded":
-            snapshots = _with_remaining_work(snapshots, except_job=job_id)
-            waiting = _waiting_work(group, except_job=job_id) + req.work
-            drain = drain_time(snapshots, req, waiting_work=waiting, exclude=exclude)
         cursor = cursor_row.value if isinstance(cursor_row.value, int) else 0
-        try:
-            chosen = choose_node(snapshots, req, strategy=effective, exclude=exclude, cursor=cursor,
-                                 drain_time=drain)
-        except NoEligibleNode as exc:
-            # It waits for the nodes the refusal names (only the one it finishes soonest on, when placed by
-            # finish time), and holds no slot elsewhere.
-            able = capable(snapshots, req, exclude=exclude)[0] if exc.retryable else []
-            _set_waiting(job_id, [n.node_id for n in able if n.node_id in exc.reasons])
-            raise
-        _assign(job_id, chosen.node_id)  # commits in the shared DB while the admin lock is still held
+        # One shared-DB transaction reads the ledger and writes the outcome, committed under the group lock.
+        with session_scope(DatabaseName.SHARED) as shared:
+            outcome = _claim_in(shared, job_id, group, req, nodes, strategy=effective, exclude=exclude,
+                                cursor=cursor, waiter_stale_s=waiter_stale_s)
+        if isinstance(outcome, NoEligibleNode):
+            raise outcome
         cursor_row.value = cursor + 1
-    return chosen
+    return outcome
 
 
-def _waiters_ahead(job_id: str, stale_s: float) -> list[list[str]]:
-    with session_scope(DatabaseName.SHARED) as shared:
-        job = shared.get(Job, job_id)
-        if job is None:
-            raise UnknownJob(f"job {job_id!r} is not in the ledger")
-        return ledger.waiters_ahead(shared, job, seen_since=utcnow() - timedelta(seconds=stale_s))
-
-
-def _set_waiting(job_id: str, able: list[str]) -> None:
-    """Only a job that can still get a slot counts as waiting; one that cannot be placed stops waiting."""
-    with session_scope(DatabaseName.SHARED) as shared:
-        if able:
-            ledger.note_waiting(shared, job_id, nodes=able, now=utcnow(), heartbeat_every=HEARTBEAT_EVERY)
+def _claim_in(
+    shared: Session,
+    job_id: str,
+    group: str,
+    req: Requirements,
+    nodes: list[Node],
+    *,
+    strategy: Strategy,
+    exclude: frozenset[str],
+    cursor: int,
+    waiter_stale_s: float,
+) -> NodeSnapshot | NoEligibleNode:
+    """The chosen node (the job is marked RUNNING on it), or the refusal (the job is marked waiting, or not)."""
+    job = shared.get(Job, job_id)
+    if job is None:
+        raise UnknownJob(f"job {job_id!r} is not in the ledger")
+    node_ids = [n.node_id for n in nodes]
+    snapshots = _snapshots(nodes, _running_counts_in(shared, node_ids, except_job=job_id))
+    seen_since = utcnow() - timedelta(seconds=waiter_stale_s)
+    snapshots = reserve_for_waiters(snapshots, ledger.waiters_ahead(shared, job, seen_since=seen_since))
+    drain: float | None = None
+    if strategy == "least_loaded":
+        snapshots = _with_remaining_work(shared, snapshots, except_job=job_id)
+        waiting = _waiting_work(shared, group, except_job=job_id) + req.work
+        drain = drain_time(snapshots, req, waiting_work=waiting, exclude=exclude)
+    try:
+        chosen = choose_node(snapshots, req, strategy=strategy, exclude=exclude, cursor=cursor, drain_time=drain)
+    except NoEligibleNode as exc:
+        # It waits for the nodes the refusal names (only the one it finishes soonest on, when placed by finish
+        # time) and holds no slot elsewhere; a job that cannot be placed at all stops waiting.
+        able = capable(snapshots, req, exclude=exclude)[0] if exc.retryable else []
+        waiting_for = [n.node_id for n in able if n.node_id in exc.reasons]
+        if waiting_for:
+            ledger.note_waiting(shared, job_id, nodes=waiting_for, now=utcnow(), heartbeat_every=HEARTBEAT_EVERY)
         else:
             ledger.stop_waiting(shared, job_id)
+        exc.free_in_group = sum(max(0, n.max_concurrent - n.in_flight) for n in snapshots)
+        return exc
+    job.node_id = chosen.node_id
+    job.status = JobStatus.RUNNING
+    job.started_at = job.started_at or utcnow()
+    ledger.stop_waiting(shared, job_id)
+    return chosen
 
 
 def stop_waiting(job_id: str) -> None:
@@ -225,27 +244,20 @@ def stop_waiting(job_id: str) -> None:
         ledger.stop_waiting(shared, job_id)
 
 
-def _assign(job_id: str, node_id: str) -> None:
-    with session_scope(DatabaseName.SHARED) as shared:
-        job = shared.get(Job, job_id)
-        if job is None:
-            raise UnknownJob(f"job {job_id!r} is not in the ledger")
-        job.node_id = node_id
-        job.status = JobStatus.RUNNING
-        job.started_at = job.started_at or utcnow()
-        ledger.stop_waiting(shared, job_id)
-
-
 def _ensure_cursor_row(group: str) -> None:
-    """Create the group's lock row once; a concurrent creator winning the race is fine."""
+    """Create the group's lock row once (per database, per process); a concurrent creator winning is fine."""
+    key = (str(get_engine(DatabaseName.ADMIN).url), group)
+    if key in _cursor_rows:
+        return
     with session_scope(DatabaseName.ADMIN) as session:
-        if session.get(Setting, cursor_key(group)) is not None:
-            return
-    try:
-        with session_scope(DatabaseName.ADMIN) as session:
-            session.add(Setting(key=cursor_key(group), value=0, updated_by="registry"))
-    except IntegrityError:
-        pass
+        exists = session.get(Setting, cursor_key(group)) is not None
+    if not exists:
+        try:
+            with session_scope(DatabaseName.ADMIN) as session:
+                session.add(Setting(key=cursor_key(group), value=0, updated_by="registry"))
+        except IntegrityError:
+            pass
+    _cursor_rows.add(key)
 
 
 def _lock_group(session: Session, group: str) -> Setting:
@@ -269,28 +281,31 @@ def _strategy(session: Session, group: str, default: Strategy) -> Strategy:
     return value if value in STRATEGIES else default
 
 
-def _waiting_work(group: str, *, except_job: str) -> float:
+def _waiting_work(shared: Session, group: str, *, except_job: str) -> float:
     """Sampler steps of the group's jobs not on a node yet (a job of unknown size counts one step)."""
     stmt = select(func.sum(func.coalesce(Job.work, 1))).where(
         Job.node_group == group, Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED]), Job.id != except_job
     )
-    with session_scope(DatabaseName.SHARED) as shared:
-        return float(shared.scalar(stmt) or 0)
+    return float(shared.scalar(stmt) or 0)
 
 
-def _with_remaining_work(nodes: list[NodeSnapshot], *, except_job: str) -> list[NodeSnapshot]:
+def _with_remaining_work(shared: Session, nodes: list[NodeSnapshot], *, except_job: str) -> list[NodeSnapshot]:
     """The nodes with the sampler steps their running prompts still have to go (from the jobs' progress)."""
     stmt = select(Job.node_id, Job.total_steps, Job.current_step, Job.work).where(
         Job.status == JobStatus.RUNNING, Job.node_id.in_([n.node_id for n in nodes]), Job.id != except_job
     )
     remaining: Counter[str] = Counter()
-    with session_scope(DatabaseName.SHARED) as shared:
-        for node_id, total, current, work in shared.execute(stmt):
-            remaining[str(node_id)] += max(0, (total or work or 1) - (current or 0))
+    for node_id, total, current, work in shared.execute(stmt):
+        remaining[str(node_id)] += max(0, (total or work or 1) - (current or 0))
     return [replace(n, remaining_work=float(remaining[n.node_id])) for n in nodes]
 
 
-def _running_counts(node_ids: list[str], *, except_job: str | None = None) -> Counter[str]:
+def _running_counts(node_ids: list[str]) -> Counter[str]:
+    with session_scope(DatabaseName.SHARED) as shared:
+        return _running_counts_in(shared, node_ids)
+
+
+def _running_counts_in(shared: Session, node_ids: list[str], *, except_job: str | None = None) -> Counter[str]:
     if not node_ids:
         return Counter()
     stmt = (
@@ -301,8 +316,7 @@ def _running_counts(node_ids: list[str], *, except_job: str | None = None) -> Co
     if except_job is not None:
         # A job re-claimed after a failed attempt must not count against the node it is leaving.
         stmt = stmt.where(Job.id != except_job)
-    with session_scope(DatabaseName.SHARED) as shared:
-        return Counter({str(node_id): int(count) for node_id, count in shared.execute(stmt)})
+    return Counter({str(node_id): int(count) for node_id, count in shared.execute(stmt)})
 
 
 def _snapshots(nodes: list[Node], running: Counter[str]) -> list[NodeSnapshot]:

@@ -1,32 +1,43 @@
-"""Jobs waiting for a node slot wake when a job of the same worker gives one back, not at the next poll."""
+"""The line of claims waiting for a slot: one release wakes one claim, best first; turns pass down the line."""
 
 from __future__ import annotations
 
 import asyncio
 
-from flows.slots import release_signal, slot_released, wait_for_release
+from flows.slots import pass_on, slot_released, wait_turn, waiting_line
 
 
-async def test_a_release_wakes_every_waiting_claim_at_once() -> None:
-    loop = asyncio.get_running_loop()
-    signal = release_signal()
-    waiters = [asyncio.create_task(wait_for_release(signal, 30)) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    started = loop.time()
-    slot_released()
-    await asyncio.wait_for(asyncio.gather(*waiters), 1)
-    assert loop.time() - started < 0.5
+async def _turn(waiter, poll_s: float = 30) -> str:  # type: ignore[no-untyped-def]
+    await wait_turn(waiter, poll_s)
+    return "woken"
 
 
-async def test_a_release_between_a_failed_claim_and_the_wait_is_not_missed() -> None:
-    signal = release_signal()  # taken before the claim is tried
-    slot_released()  # the slot frees while the claim is being refused
-    await asyncio.wait_for(wait_for_release(signal, 30), 1)
-    assert not release_signal().is_set()  # the next claim waits for the next release
+async def test_a_release_wakes_only_the_first_claim_in_line_and_turns_pass_on() -> None:
+    with waiting_line(1) as normal, waiting_line(2) as low, waiting_line(0) as high:
+        turns = {name: asyncio.create_task(_turn(w)) for name, w in
+                 (("normal", normal), ("low", low), ("high", high))}
+        await asyncio.sleep(0.01)
+        slot_released()
+        await asyncio.sleep(0.01)
+        assert [name for name, t in turns.items() if t.done()] == ["high"]  # priority first, whatever the age
+        pass_on(high)  # it got a slot (or saw ones it could not use): the next one tries
+        await asyncio.sleep(0.01)
+        assert [name for name, t in turns.items() if t.done()] == ["normal", "high"]
+        pass_on(normal)
+        await asyncio.wait_for(turns["low"], 1)
 
 
-async def test_without_a_release_the_wait_ends_at_the_fallback_poll() -> None:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await wait_for_release(release_signal(), 0.05)
-    assert 0.04 < loop.time() - started < 1
+async def test_a_release_during_a_claim_is_not_lost() -> None:
+    with waiting_line(1) as waiter:
+        slot_released()  # the slot frees while the claim is being refused
+        await asyncio.wait_for(wait_turn(waiter, 30), 1)
+        assert not waiter.woken.is_set()  # the next try waits for the next release
+
+
+async def test_without_a_release_the_first_in_line_polls_sooner_than_those_behind() -> None:
+    with waiting_line(1) as first, waiting_line(1) as second:
+        head = asyncio.create_task(_turn(first, 0.05))
+        behind = asyncio.create_task(_turn(second, 0.05))
+        await asyncio.wait_for(head, 1)
+        assert not behind.done()  # it polls 5 times less often
+        await asyncio.wait_for(behind, 1)
