@@ -1,11 +1,12 @@
 """Cluster figures per balancing strategy: makespan of a mixed burst on nodes of mixed speed against the ideal,
 per-node busy fractions and idle gaps; the dispatch ceiling with instant nodes; failover time after a node dies.
 
-One stack (PostgreSQL Prefect server, 8 simulated nodes, one worker) serves every round; the strategy is switched
+One stack (the embedded SQLite Prefect server, or PostgreSQL with --postgres; 8 simulated nodes; one worker) serves
+every round; the strategy is switched
 through the admin API between rounds and the nodes' histories are cleared. Node busy time comes from each node's
 own history (`execution_start` / `execution_success` timestamps), job times from the ledger.
 
-Run: .venv/bin/python bench/bench_cluster.py [--jobs 400] [--unit-delay 0.5] [--concurrency 24]
+Run: .venv/bin/python bench/bench_cluster.py [--jobs 400] [--unit-delay 3.0] [--concurrency 24] [--postgres]
      [--strategies least_loaded,round_robin,...] [--skip-ceiling] [--skip-failover]
 """
 
@@ -346,7 +347,7 @@ def main() -> None:
     args = _parse_args()
     strategies = [s for s in args.strategies.split(",") if s]
     steps = draw_steps(args.jobs, seed=args.seed)
-    with bench_stack(postgres=not args.sqlite, step_delay=args.unit_delay, nodes=len(SPEEDS),
+    with bench_stack(postgres=args.postgres, step_delay=args.unit_delay, nodes=len(SPEEDS),
                      concurrency=args.concurrency, max_concurrent=args.max_concurrent) as stack:
         admin = _admin_headers(stack)
         for index, node in enumerate(stack.nodes):
@@ -390,7 +391,7 @@ def _print_ceiling(result: dict[str, Any]) -> None:
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=400)
-    parser.add_argument("--unit-delay", type=float, default=0.5, help="seconds per step at speed 1")
+    parser.add_argument("--unit-delay", type=float, default=3.0, help="seconds per step at speed 1")
     parser.add_argument("--seed", type=int, default=7, help="seed of the job-size draw")
     parser.add_argument("--concurrency", type=int, default=24, help="worker flow runs (>= 8 nodes x slots)")
     parser.add_argument("--max-concurrent", type=int, default=2, help="slots per node")
@@ -399,7 +400,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--failover-trials", type=int, default=5)
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--skip-failover", action="store_true")
-    parser.add_argument("--sqlite", action="store_true", help="SQLite Prefect server (locks under big bursts)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL Prefect server instead of the embedded SQLite one")
     return parser.parse_args()
 
 
