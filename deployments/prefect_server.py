@@ -53,7 +53,14 @@ def take_sqlite_write_locks_up_front() -> None:
         token = SQLITE_BEGIN_MODE.set("IMMEDIATE")
         try:
             async with session.begin() as transaction:
-                yield transaction
+                await session.connection()  # BEGIN IMMEDIATE now, on this transaction's own connection
+                # A session opened inside this one (the server reads that way while it emits events) begins as
+                # stock Prefect's would: IMMEDIATE there would wait for the lock held here, a deadlock.
+                inner = SQLITE_BEGIN_MODE.set("DEFERRED")
+                try:
+                    yield transaction
+                finally:
+                    SQLITE_BEGIN_MODE.reset(inner)
         finally:
             SQLITE_BEGIN_MODE.reset(token)
 

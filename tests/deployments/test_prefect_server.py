@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections import Counter
 
 import httpx
@@ -40,6 +41,19 @@ def test_a_burst_of_concurrent_writes_gets_no_database_is_locked(prefect_server:
 
     # Raw HTTP, no client retries: every write of the burst must succeed the first time.
     assert asyncio.run(burst()) == Counter({201: 80})
+
+
+@pytest.mark.prefect
+def test_pausing_and_resuming_a_work_queue_answers_at_once(prefect_server: str) -> None:
+    # The server reads in a second session while it emits the queue's status event, inside the write transaction:
+    # had that session also begun IMMEDIATE, it would wait for the first one's lock (the busy timeout, 60 s).
+    with httpx.Client(base_url=prefect_server, timeout=10) as http:
+        pool = http.post("/work_pools/", json={"name": f"pause-{uuid.uuid4().hex[:8]}"}).json()
+        queue = pool["default_queue_id"]
+        for paused in (True, False):
+            answer = http.patch(f"/work_queues/{queue}", json={"is_paused": paused})
+            assert answer.status_code == 204, answer.text
+            assert http.get(f"/work_queues/{queue}").json()["is_paused"] is paused
 
 
 def test_a_503_tells_prefect_clients_to_retry_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
