@@ -24,7 +24,7 @@ from prefect.states import Cancelled, Cancelling
 
 from api.errors import SchedulerBusy, SchedulerUnavailable
 from api.settings import get_api_settings
-from deployments.names import deployment_name, queue_for_priority
+from deployments.names import deployment_name, job_tag, queue_for_priority
 from flows.params import GenerationRequest, flow_for
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ async def _create_from(
         idempotency_key=job_id,
         work_queue_name=queue_for_priority(request.priority),
         name=f"job-{job_id}",
-        tags=[f"job:{job_id}", request.task_type],
+        tags=[job_tag(job_id), request.task_type],
     )
 
 

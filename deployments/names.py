@@ -19,6 +19,9 @@ class Priority(StrEnum):
 # Queue name -> Prefect queue priority (1 is served first), in serving order.
 QUEUES: dict[str, int] = {Priority.HIGH.value: 1, Priority.NORMAL.value: 2, Priority.LOW.value: 3}
 DEFAULT_QUEUE = Priority.NORMAL.value
+# The API tags the flow run of each job `job:<id>`; such runs are made to start at once (never for later), which is
+# what lets a worker take one straight from its Scheduled event.
+JOB_TAG_PREFIX = "job:"
 
 
 def pool_name(group: str) -> str:
@@ -41,3 +44,8 @@ def deployment_name(flow_name: str, group: str) -> str:
 def queue_for_priority(priority: str | Priority) -> str:
     """The work queue a job of this priority goes to; unknown priorities raise ValueError."""
     return Priority(priority).value
+
+
+def job_tag(job_id: str) -> str:
+    """The tag on the flow run of one job, e.g. `job:3f2c...`."""
+    return f"{JOB_TAG_PREFIX}{job_id}"

@@ -2,15 +2,20 @@
 
 Why not the stock process worker: it starts a new Python process per run (seconds of latency and CPU). This
 worker claims a run, imports its flow once per deployment and hands the run to Prefect's engine in-process.
-It wakes on the server's `prefect.flow-run.Scheduled` events for its pool (a slow poll is the fallback),
-cancels runs one at a time, hands back runs of vanished workers at start, and drains its runs before it exits.
+It takes a job's run straight from the server's `prefect.flow-run.Scheduled` event (claiming it and reading it
+side by side, no poll), wakes its poll on the events of other runs and when a paused queue resumes (a slow poll
+is the fallback), cancels runs one at a time, hands back runs of vanished workers at start, and drains its runs
+before it exits.
 See shared/notes/prefect-worker-latency.md for the measurements behind these choices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,20 +27,25 @@ from prefect._internal.observers import FlowRunCancellingObserver
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.context import AsyncClientContext, SyncClientContext
+from prefect.events import Event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 from prefect.exceptions import Abort, ObjectNotFound
 from prefect.logging.handlers import APILogHandler
-from prefect.states import Pending, Scheduled
+from prefect.states import Cancelled, Pending, Scheduled, State
 from prefect.utilities.engine import propose_state
 from prefect.utilities.services import critical_service_loop
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from deployments.engine import RunControl, StopIntent, load_flow, run_flow_in_process
-from deployments.names import WORKER_TYPE
+from deployments.names import JOB_TAG_PREFIX, WORKER_TYPE
 from deployments.recovery import OrphanFinder, WorkerIdentity
 
 _EVENT_RECONNECT_SECONDS = 2.0
+# Status changes of the pool and its queues: a paused one gets no run from the event path.
+_STATUS_EVENTS = [f"prefect.{kind}.{status}" for kind in ("work-pool", "work-queue")
+                  for status in ("paused", "ready", "not-ready")]
+_JOB_TAG_RESOURCE = f"prefect.tag.{JOB_TAG_PREFIX}"
 
 
 class ComfyWorkerResult(BaseWorkerResult):
@@ -79,6 +89,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         self._slot_freed = asyncio.Event()
         self._saturated = False
         self._accepting = True
+        self._paused: set[str] | None = None  # resource ids of our paused pool/queues; None = not known now
 
     # ----- serving -----
 
@@ -139,18 +150,72 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
     async def _listen_for_scheduled(self) -> None:
         pool = await self._wait_for_work_pool()
         event_filter = EventFilter(
-            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            event=EventNameFilter(name=["prefect.flow-run.Scheduled", *_STATUS_EVENTS]),
             any_resource=EventAnyResourceFilter(id=[f"prefect.work-pool.{pool}"]),
         )
         while True:
             try:
                 async with get_events_subscriber(filter=event_filter, reconnection_attempts=0) as events:
+                    await self._load_paused()  # read after subscribing, so no pause in between goes unseen
                     self._wake.set()  # runs scheduled while we were not listening
-                    async for _ in events:
-                        self._wake.set()
+                    async for event in events:
+                        self._on_event(event)
             except Exception as exc:  # noqa: BLE001  # the slow poll covers the gap until we reconnect
                 self._logger.debug("Scheduled-event stream lost: %s", exc)
+            self._paused = None  # unknown until the next connection reads it: no run is taken from events
             await anyio.sleep(_EVENT_RECONNECT_SECONDS)
+
+    async def _load_paused(self) -> None:
+        pool = await self.client.read_work_pool(self._work_pool_name)
+        queues = await self.client.read_work_queues(work_pool_name=self._work_pool_name)
+        paused = {f"prefect.work-queue.{q.id}" for q in queues if q.is_paused}
+        if pool.is_paused:
+            paused.add(f"prefect.work-pool.{pool.id}")
+        self._paused = paused
+
+    def _on_event(self, event: Event) -> None:
+        if event.event == "prefect.flow-run.Scheduled":
+            if not self._take_scheduled(event):
+                self._wake.set()
+        elif event.event.endswith(".paused"):
+            if self._paused is not None:
+                self._paused.add(event.resource.id)
+        else:  # a queue or the pool was resumed (or became ready): its waiting runs are polled for now
+            if self._paused is not None:
+                self._paused.discard(event.resource.id)
+            self._wake.set()
+
+    def _take_scheduled(self, event: Event) -> bool:
+        """Claim a run straight from its Scheduled event, without a poll; False leaves it to the poll.
+
+        Only a run the API made for a job (tagged `job:<id>`, due at once: a run scheduled for later goes through
+        the poll, which honours its time), in a queue and pool not paused, and while this worker has a free slot.
+        """
+        if not self._accepting or self._paused is None or self._runs_task_group is None:
+            return False
+        related = [(r.id, r.role) for r in event.related]
+        if not any(role == "tag" and rid.startswith(_JOB_TAG_RESOURCE) for rid, role in related):
+            return False
+        if any(rid in self._paused for rid, role in related if role in ("work-queue", "work-pool")):
+            return False
+        try:
+            run_id = UUID(event.resource.id.removeprefix("prefect.flow-run."))
+        except ValueError:
+            return False
+        if run_id in self._submitting_flow_run_ids:
+            return True
+        try:
+            self.limiter.acquire_on_behalf_of_nowait(run_id)
+        except anyio.WouldBlock:
+            self._saturated = True  # the poll that follows the next free slot finds it
+            return True
+        except RuntimeError:  # this worker already holds it
+            return True
+        self._submitting_flow_run_ids.add(run_id)
+        if self._cancelling_observer is not None:
+            self._cancelling_observer.add_in_flight_flow_run_id(run_id)
+        self._runs_task_group.start_soon(self._submit_run_by_id, run_id)
+        return True
 
     async def _wait_for_work_pool(self) -> UUID:
         while self._work_pool is None:  # first sync failed (API down); the sync loop keeps trying
@@ -193,17 +258,47 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         return runs
 
     async def _submit_run(self, flow_run: FlowRun) -> None:
-        control = RunControl()
-        self._controls[flow_run.id] = control
-        try:
-            if await self._claim(flow_run):
+        async with self._holding(flow_run.id) as control:
+            state = await self._claim(flow_run.id)
+            if state is not None:
+                flow_run.state = state
                 await self.run(flow_run, BaseJobConfiguration(), control=control)
+
+    async def _submit_run_by_id(self, run_id: UUID) -> None:
+        """A run taken from its event: claim it and read it at once (two round trips side by side, not in turn)."""
+        async with self._holding(run_id) as control:
+            state, flow_run = await asyncio.gather(self._claim(run_id), self._read_run(run_id))
+            if state is None:
+                return
+            if flow_run is None:
+                # Claimed but unreadable (the client already retried): give it back. Should the server refuse that
+                # too, the run stays Pending until this worker is gone, and the next worker's sweep hands it back.
+                with contextlib.suppress(Exception):
+                    await self._settle_interrupted(run_id, StopIntent.RESCHEDULE)
+                return
+            flow_run.state = state
+            await self.run(flow_run, BaseJobConfiguration(), control=control)
+
+    async def _read_run(self, run_id: UUID) -> FlowRun | None:
+        try:
+            return await self.client.read_flow_run(run_id)
+        except Exception:
+            self._logger.exception("Could not read flow run %s", run_id)
+            return None
+
+    @asynccontextmanager
+    async def _holding(self, run_id: UUID) -> AsyncIterator[RunControl]:
+        """The run's control while it is in flight here; its slot and bookkeeping are given back after."""
+        control = RunControl()
+        self._controls[run_id] = control
+        try:
+            yield control
         finally:
-            self._controls.pop(flow_run.id, None)
-            self._submitting_flow_run_ids.discard(flow_run.id)
+            self._controls.pop(run_id, None)
+            self._submitting_flow_run_ids.discard(run_id)
             if self._cancelling_observer is not None:
-                self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
-            self._release_limit_slot(flow_run.id)
+                self._cancelling_observer.remove_in_flight_flow_run_id(run_id)
+            self._release_limit_slot(run_id)
             self._on_slot_freed()
 
     def _on_slot_freed(self) -> None:
@@ -212,19 +307,17 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             self._saturated = False
             self._wake.set()
 
-    async def _claim(self, flow_run: FlowRun) -> bool:
-        """Propose Pending with our identity; False if another worker (or a cancel) got there first."""
+    async def _claim(self, run_id: UUID) -> State[Any] | None:
+        """Propose Pending with our identity: the accepted state, or None if another worker (or a cancel) got
+        there first."""
         try:
-            state = await propose_state(
-                self.client, Pending(message=self.identity.claim_message()), flow_run_id=flow_run.id
-            )
+            state = await propose_state(self.client, Pending(message=self.identity.claim_message()), flow_run_id=run_id)
         except Abort:
-            return False
+            return None
         except Exception:
-            self._logger.exception("Could not claim flow run %s", flow_run.id)
-            return False
-        flow_run.state = state
-        return state.is_pending()
+            self._logger.exception("Could not claim flow run %s", run_id)
+            return None
+        return state if state.is_pending() else None
 
     async def run(
         self,
@@ -249,16 +342,16 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             return ComfyWorkerResult(identifier=str(flow_run.id), status_code=1)
         state = await run_flow_in_process(flow, flow_run, control)
         if control.intent is not None and not (state.is_final() or state.is_scheduled()):
-            await self._settle_interrupted(flow_run, control.intent)
+            await self._settle_interrupted(flow_run.id, control.intent)
         return ComfyWorkerResult(identifier=str(flow_run.id), status_code=1 if state.is_crashed() else 0)
 
-    async def _settle_interrupted(self, flow_run: FlowRun, intent: StopIntent) -> None:
+    async def _settle_interrupted(self, run_id: UUID, intent: StopIntent) -> None:
         """A run interrupted before the engine took it over: give it the state the intent asks for."""
         if intent is StopIntent.CANCEL:
-            await self._mark_flow_run_as_cancelled(flow_run, {"message": "Cancelled before it started."})
+            await self.client.set_flow_run_state(run_id, Cancelled(message="Cancelled before it started."), force=True)
         else:
             message = "The worker stopped before the run started; rescheduled for another worker."
-            await self.client.set_flow_run_state(flow_run.id, Scheduled(message=message), force=True)
+            await self.client.set_flow_run_state(run_id, Scheduled(message=message), force=True)
 
     async def _flow_for(self, flow_run: FlowRun) -> Flow[..., Any]:
         if flow_run.deployment_id is None:

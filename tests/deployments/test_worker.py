@@ -19,7 +19,7 @@ from prefect.states import Cancelling
 
 from comfyws.config import NodeGroup, NodesConfig, ServiceConfig
 from comfyws.settings import PROJECT_ROOT
-from deployments.names import deployment_name
+from deployments.names import DEFAULT_QUEUE, deployment_name, job_tag, pool_name
 from deployments.setup import ensure_infrastructure
 
 pytestmark = [pytest.mark.prefect, pytest.mark.timeout(120)]
@@ -41,8 +41,9 @@ async def group(prefect_server: str) -> str:
 
 async def _start(flow: str, group: str, **kwargs: Any) -> UUID:
     queue = kwargs.pop("queue", None)
+    tags = kwargs.pop("tags", None)
     run = await run_deployment(
-        deployment_name(flow, group), parameters=kwargs, timeout=0, work_queue_name=queue
+        deployment_name(flow, group), parameters=kwargs, timeout=0, work_queue_name=queue, tags=tags
     )
     return run.id
 
@@ -82,6 +83,26 @@ async def test_scheduled_events_wake_the_worker_well_under_a_second(group: str, 
         latencies.append(time.monotonic() - started)
         assert run.state is not None and run.state.is_completed()
     assert statistics.median(latencies) < 1.0, latencies
+
+
+async def test_a_jobs_run_is_taken_from_its_event_and_a_paused_queue_holds_runs_until_resumed(
+    group: str, worker_factory: Any
+) -> None:
+    worker_factory(group, poll_interval=60.0)  # only the event path (and wake-ups) can start runs in time
+    tags = [job_tag(str(uuid.uuid4()))]  # what the API puts on each job's run
+    first = await _wait_run(await _start("quick-test-flow", group, tag="job", tags=tags), _final, timeout=10)
+    assert first.state is not None and first.state.is_completed()
+    async with get_client() as client:
+        queue = await client.read_work_queue_by_name(DEFAULT_QUEUE, work_pool_name=pool_name(group))
+        await client.update_work_queue(queue.id, is_paused=True)
+        await asyncio.sleep(1.0)  # the pause reaches the worker as an event
+        held = await _start("quick-test-flow", group, tag="held", tags=tags)
+        await asyncio.sleep(2.0)
+        waiting = await client.read_flow_run(held)
+        assert waiting.state is not None and waiting.state.is_scheduled(), waiting.state
+        await client.update_work_queue(queue.id, is_paused=False)
+    resumed = await _wait_run(held, _final, timeout=10)
+    assert resumed.state is not None and resumed.state.is_completed()
 
 
 async def test_cancelling_one_run_leaves_the_other_and_the_worker_running(
