@@ -1,7 +1,9 @@
 """Benchmark of the in-process worker: run_deployment -> flow body start and -> Completed, and worker CPU per run.
 
 Starts its own Prefect server (SQLite, temp home) and one `comfyws worker`, deploys a trivial async flow,
-then runs it N times one after the other. Usage: `.venv/bin/python bench/bench_worker_latency.py [--runs 30]`.
+then runs it N times one after the other, twice: tagged `job:<id>` as the API tags a job's run (the worker takes
+it straight from its Scheduled event) and untagged (the event wakes the worker's poll, which takes it).
+Usage: `.venv/bin/python bench/bench_worker_latency.py [--runs 30]`.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _one_run(directory: Path, index: int) -> tuple[float, float, float]:
+async def _one_run(directory: Path, index: int, *, as_job: bool) -> tuple[float, float, float]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    marker = directory / f"stamp-{index}"
+    from deployments.names import job_tag
+
+    marker = directory / f"stamp-{index}-{as_job}"
+    tags = [job_tag(f"bench-{index}")] if as_job else None
     begin = time.time()
-    run = await run_deployment(f"bench-stamp/{GROUP}", parameters={"path": str(marker)}, timeout=0)
+    run = await run_deployment(f"bench-stamp/{GROUP}", parameters={"path": str(marker)}, timeout=0, tags=tags)
     async with get_client() as client:
         while True:
             current = await client.read_flow_run(run.id)
@@ -52,10 +57,10 @@ async def _one_run(directory: Path, index: int) -> tuple[float, float, float]:
     return claimed, body, current.state.timestamp.timestamp() - begin
 
 
-async def _bench(runs: int, directory: Path, worker_pid: int) -> tuple[list[list[float]], float]:
-    await _one_run(directory, -1)  # warm-up: first flow import
+async def _bench(runs: int, directory: Path, worker_pid: int, *, as_job: bool) -> tuple[list[list[float]], float]:
+    await _one_run(directory, -1, as_job=as_job)  # warm-up: first flow import
     cpu_before = _cpu_seconds(worker_pid)
-    results = [await _one_run(directory, i) for i in range(runs)]
+    results = [await _one_run(directory, i, as_job=as_job) for i in range(runs)]
     cpu = (_cpu_seconds(worker_pid) - cpu_before) / runs
     return [list(column) for column in zip(*results, strict=True)], cpu
 
@@ -85,19 +90,23 @@ def main() -> None:
             asyncio.run(ensure_infrastructure(config, prefect_yaml=spec, project_root=PROJECT_ROOT))
             worker = start_worker(GROUP, directory, concurrency=8, poll_interval=10.0)
             try:
-                (claimed, body, done), cpu = asyncio.run(_bench(args.runs, directory, worker.process.pid))
+                rounds = {as_job: asyncio.run(_bench(args.runs, directory, worker.process.pid, as_job=as_job))
+                          for as_job in (True, False)}
             finally:
                 code = worker.stop()
-    print(f"{args.runs} sequential runs, in-process worker woken by Scheduled events (poll fallback 10 s)")
-    print(f"{'measure':<28}{'median':>10}{'p95':>10}{'max':>10}")
-    for label, values in (
-        ("run_deployment -> claimed", claimed),
-        ("run_deployment -> body", body),
-        ("run_deployment -> Completed", done),
-    ):
-        print(f"{label:<28}{statistics.median(values):>9.3f}s{_p95(values):>9.3f}s{max(values):>9.3f}s")
-    print(f"{'worker CPU per run':<28}{cpu:>9.3f}s")
-    print(f"worker exit code after SIGTERM: {code}")
+    print(f"{args.runs} sequential runs each, in-process worker (poll fallback 10 s)")
+    for as_job, ((claimed, body, done), cpu) in rounds.items():
+        how = "tagged job:<id> (taken from its Scheduled event)" if as_job else "untagged (the event wakes a poll)"
+        print(f"\n{how}")
+        print(f"{'measure':<28}{'median':>10}{'p95':>10}{'max':>10}")
+        for label, values in (
+            ("run_deployment -> claimed", claimed),
+            ("run_deployment -> body", body),
+            ("run_deployment -> Completed", done),
+        ):
+            print(f"{label:<28}{statistics.median(values):>9.3f}s{_p95(values):>9.3f}s{max(values):>9.3f}s")
+        print(f"{'worker CPU per run':<28}{cpu:>9.3f}s")
+    print(f"\nworker exit code after SIGTERM: {code}")
 
 
 if __name__ == "__main__":

@@ -206,7 +206,7 @@ def _claim_in(
     waiter_stale_s: float,
 ) -> NodeSnapshot | NoEligibleNode:
     """The chosen node (the job is marked RUNNING on it), or the refusal (the job is marked waiting, or not)."""
-    job = shared.get(Job, job_id)
+    job = shared.get(Job, job_id, with_for_update=True)  # MySQL: a cancel waits for this claim, not overwritten
     if job is None:
         raise UnknownJob(f"job {job_id!r} is not in the ledger")
     node_ids = [n.node_id for n in nodes]
