@@ -126,7 +126,7 @@ async def _claim_loop(job_id: str, request: GenerationRequest, prepared: Prepare
     settings = get_flow_settings()
     deadline = time.monotonic() + settings.slot_wait_s
     default_strategy = nodes_config.group(group).strategy  # claim_node applies the group's admin override
-    with waiting_line(PRIORITY_RANK.get(request.priority, len(PRIORITY_RANK))) as waiter:
+    with waiting_line(group, PRIORITY_RANK.get(request.priority, len(PRIORITY_RANK))) as waiter:
         while True:
             try:
                 node = await asyncio.to_thread(

@@ -1,4 +1,5 @@
-"""The line of claims waiting for a slot: one release wakes one claim, best first; turns pass down the line."""
+"""The lines of claims waiting for a slot: one release wakes one claim per group, best first; turns pass down
+the line."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ async def _turn(waiter, poll_s: float = 30) -> str:  # type: ignore[no-untyped-d
 
 
 async def test_a_release_wakes_only_the_first_claim_in_line_and_turns_pass_on() -> None:
-    with waiting_line(1) as normal, waiting_line(2) as low, waiting_line(0) as high:
+    with waiting_line("g", 1) as normal, waiting_line("g", 2) as low, waiting_line("g", 0) as high, \
+            waiting_line("other", 1) as elsewhere:
         turns = {name: asyncio.create_task(_turn(w)) for name, w in
                  (("normal", normal), ("low", low), ("high", high))}
         await asyncio.sleep(0.01)
         slot_released()
         await asyncio.sleep(0.01)
         assert [name for name, t in turns.items() if t.done()] == ["high"]  # priority first, whatever the age
+        assert elsewhere.woken.is_set()  # and the first of every other group's line
         pass_on(high)  # it got a slot (or saw ones it could not use): the next one tries
         await asyncio.sleep(0.01)
         assert [name for name, t in turns.items() if t.done()] == ["normal", "high"]
@@ -28,14 +31,14 @@ async def test_a_release_wakes_only_the_first_claim_in_line_and_turns_pass_on() 
 
 
 async def test_a_release_during_a_claim_is_not_lost() -> None:
-    with waiting_line(1) as waiter:
+    with waiting_line("g", 1) as waiter:
         slot_released()  # the slot frees while the claim is being refused
         await asyncio.wait_for(wait_turn(waiter, 30), 1)
         assert not waiter.woken.is_set()  # the next try waits for the next release
 
 
 async def test_without_a_release_the_first_in_line_polls_sooner_than_those_behind() -> None:
-    with waiting_line(1) as first, waiting_line(1) as second:
+    with waiting_line("g", 1) as first, waiting_line("g", 1) as second:
         head = asyncio.create_task(_turn(first, 0.05))
         behind = asyncio.create_task(_turn(second, 0.05))
         await asyncio.wait_for(head, 1)
