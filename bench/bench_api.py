@@ -173,6 +173,26 @@ async def progress_latency(
     }
 
 
+def _wait_until_idle(timeout: float = 600) -> float:
+    """Until every job in the ledger is final (the worker has run the submitted backlog); returns the seconds."""
+    from sqlalchemy import func, select
+
+    from database.engine import session_scope
+    from database.enums import DatabaseName, JobStatus
+    from database.shared.models import Job
+
+    start = time.monotonic()
+    while True:
+        with session_scope(DatabaseName.SHARED) as session:
+            left = session.scalar(select(func.count()).select_from(Job).where(
+                Job.status.not_in([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])))
+        if not left:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{left} jobs still not final after {timeout:.0f}s")
+        time.sleep(0.5)  # polling interval
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -242,6 +262,8 @@ def _run(stack: BenchStack, tap: NodeTap, args: argparse.Namespace, rows: list[t
         )
     )
     rows.append(("load average after the submit runs", _load()))
+    # The ramp starts once the worker has run that backlog: otherwise it measures the backlog, not the rate.
+    rows.append(("backlog of the submit runs finished in", f"{_wait_until_idle():.0f} s"))
     lines, best = asyncio.run(ramp(stack, [float(r) for r in args.rates.split(",")], args.ramp_seconds))
     rows += [("  ramp", line) for line in lines]
     rows.append(

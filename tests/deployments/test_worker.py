@@ -167,12 +167,13 @@ async def test_ensure_infrastructure_is_idempotent(group: str) -> None:
             pool = await client.read_work_pool(f"comfyui-{group}")
             queues = {q.name: (q.id, q.priority) for q in await client.read_work_queues(f"comfyui-{group}")}
             deployment = await client.read_deployment_by_name(deployment_name("quick-test-flow", group))
-        return pool.id, pool.type, queues, deployment.id, deployment.work_queue_name
+        return pool.id, pool.type, queues, deployment.id, deployment.work_queue_name, pool.base_job_template
 
     before = await snapshot()
     await _deploy(group)
     after = await snapshot()
     assert before == after
-    _, pool_type, queues, _, queue = after
+    _, pool_type, queues, _, queue, template = after
     assert pool_type == "comfyws-inprocess" and queue == "normal"
+    assert template["variables"]["properties"] == {}  # runs execute in the worker: no per-run env or command
     assert [queues[q][1] for q in ("high", "normal", "low")] == [1, 2, 3]
