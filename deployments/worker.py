@@ -96,7 +96,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         """No job variables: a run executes inside this process, so a per-run env, command or labels would not
         apply. (The stock template's schema also cost the server ~10 ms of JSON-schema validation for every flow
         run it created; an empty one costs under 1 ms.)"""
-        fixed = {"command": None, "env": {}, "labels": {}, "name": None}  # BaseJobConfiguration, no placeholders
+        fixed: dict[str, Any] = {"command": None, "env": {}, "labels": {}, "name": None}  # no placeholders
         return {"job_configuration": fixed, "variables": {"type": "object", "properties": {}}}
 
     # ----- serving -----
