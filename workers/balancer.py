@@ -210,9 +210,9 @@ def choose_node(
 ) -> NodeSnapshot:
     """Pick one node for the job; raise NoFreeSlot when only full nodes fit, NoEligibleNode when none do.
 
-    `drain_time` (least_loaded only): when the group's work would be done if it were spread perfectly over its
-    nodes, in steps per unit of weight (`drain_time`). A job the least-loaded free node would finish only after
-    that goes where it finishes first instead (`finish_first`), and may wait for that node."""
+    `drain_time` (least_loaded only): when the group's work would all be done, were it spread perfectly over the
+    nodes (see `drain_time()`). A job the least-loaded free node would finish only after that goes where it
+    finishes first instead (`finish_first`), and may wait for that node."""
     fit, reasons = eligible(nodes, req, exclude=exclude)
     if not fit:
         only_full = any(why.startswith(_NO_SLOT) for why in reasons.values())
