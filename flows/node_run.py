@@ -143,7 +143,7 @@ async def _claim_loop(job_id: str, request: GenerationRequest, prepared: Prepare
             else:
                 pass_on(waiter)  # more slots may be free: the next job in line tries
                 return node
-            await wait_turn(waiter, settings.slot_poll_s)
+            await wait_turn(waiter, settings.slot_poll_s, keep_alive_s=settings.waiter_stale_s / 2)
 
 
 def _no_node_message(exc: NoEligibleNode, exclude: frozenset[str]) -> str:

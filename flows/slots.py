@@ -5,7 +5,8 @@ job), and later all woke at every release: with eight jobs waiting, eight claims
 wakes the first job in each line (priority, then how long it waited); a job whose claim got a slot, or saw slots it
 could not use, passes the turn to the next one, so a chain stops at the first claim that found nothing free.
 Slots freed by other processes are found by the fallback poll: every `COMFYWS_FLOW_SLOT_POLL_S` for the first job
-in line, `BEHIND_POLL_FACTOR` times slower for the others.
+in line, `BEHIND_POLL_FACTOR` times slower for the others (yet often enough that their waiting heartbeat in
+the ledger stays fresh).
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _wake_first(waiters: list[Waiter]) -> None:
             return
 
 
-async def wait_turn(waiter: Waiter, poll_s: float) -> None:
-    """Until it is `waiter`'s turn, or its fallback poll is due (first in line: `poll_s`, others slower)."""
+async def wait_turn(waiter: Waiter, poll_s: float, *, keep_alive_s: float = float("inf")) -> None:
+    """Until it is `waiter`'s turn, or its fallback poll is due (first in line: `poll_s`, others slower but at
+    least every `keep_alive_s`: each try refreshes the job's waiting heartbeat, which must not go stale)."""
     line = _line(waiter.group)
-    timeout = poll_s if line and line[0] is waiter else poll_s * BEHIND_POLL_FACTOR
+    timeout = poll_s if line and line[0] is waiter else min(poll_s * BEHIND_POLL_FACTOR, keep_alive_s)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(waiter.woken.wait(), timeout)
     waiter.woken.clear()

@@ -8,8 +8,8 @@ import asyncio
 from flows.slots import pass_on, slot_released, wait_turn, waiting_line
 
 
-async def _turn(waiter, poll_s: float = 30) -> str:  # type: ignore[no-untyped-def]
-    await wait_turn(waiter, poll_s)
+async def _turn(waiter, poll_s: float = 30, keep_alive_s: float = 60) -> str:  # type: ignore[no-untyped-def]
+    await wait_turn(waiter, poll_s, keep_alive_s=keep_alive_s)
     return "woken"
 
 
@@ -44,3 +44,10 @@ async def test_without_a_release_the_first_in_line_polls_sooner_than_those_behin
         await asyncio.wait_for(head, 1)
         assert not behind.done()  # it polls 5 times less often
         await asyncio.wait_for(behind, 1)
+
+
+async def test_those_behind_still_try_often_enough_to_keep_their_waiting_heartbeat_fresh() -> None:
+    with waiting_line("g", 1), waiting_line("g", 1) as second:
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(_turn(second, poll_s=1.0, keep_alive_s=0.1), 1)  # not 5 x 1 s
+        assert asyncio.get_running_loop().time() - started < 0.5
