@@ -2,9 +2,9 @@
 per-node busy fractions and idle gaps; the dispatch ceiling with instant nodes; failover time after a node dies.
 
 One stack (the embedded SQLite Prefect server, or PostgreSQL with --postgres; 8 simulated nodes; one worker) serves
-every round; the strategy is switched
-through the admin API between rounds and the nodes' histories are cleared. Node busy time comes from each node's
-own history (`execution_start` / `execution_success` timestamps), job times from the ledger.
+every round; the strategy is switched through the admin API between rounds and the nodes' histories are cleared.
+Node busy time comes from each node's own history (`execution_start` / `execution_success` timestamps), job times
+from the ledger.
 
 Run: .venv/bin/python bench/bench_cluster.py [--jobs 400] [--unit-delay 3.0] [--concurrency 24] [--postgres]
      [--strategies least_loaded,round_robin,...] [--skip-ceiling] [--skip-failover]

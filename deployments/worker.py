@@ -188,7 +188,7 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
         elif event.event.endswith(".paused"):
             if self._paused is not None:
                 self._paused.add(event.resource.id)
-        else:  # a queue or the pool was resumed (or became ready): its waiting runs are polled for now
+        else:  # a queue or the pool was resumed, or its readiness changed: poll now for runs it may hold
             if self._paused is not None:
                 self._paused.discard(event.resource.id)
             self._wake.set()

@@ -30,7 +30,7 @@ class Waiter:
     """One claim loop's place in its group's line; `woken` is set when it is its turn to try."""
 
     key: tuple[int, float, int]
-    group: str = field(default="default", compare=False)
+    group: str = field(compare=False)
     woken: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
 
 
