@@ -22,7 +22,9 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+    if "retry_after" in exc.extra:  # 429s say when to come back (RFC 9110 Retry-After, whole seconds)
+        headers["Retry-After"] = str(exc.extra["retry_after"])
     return JSONResponse(
         error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
     )
