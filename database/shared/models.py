@@ -98,3 +98,20 @@ class ResultFile(SharedBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="results")
+
+
+class IdempotencyKey(SharedBase):
+    """A client's Idempotency-Key on a submit: the job it created and a hash of the request, kept for 24 h.
+
+    Written in the same transaction as the job row, so a key never names a job that does not exist; the primary
+    key (client, key) makes a concurrent duplicate fail and read the winner back instead of creating a second job.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the task type and the canonical body
+    job_id: Mapped[str] = mapped_column(String(36))
+    status_code: Mapped[int] = mapped_column(Integer, default=202)  # the first answer's status, replayed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,56 @@
+"""Queries on submit idempotency keys: functions over a caller's Session that may flush but never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from database.shared.models import IdempotencyKey
+from database.types import utcnow
+
+KEY_TTL = timedelta(hours=24)
+
+
+def find_key(session: Session, client_id: str, key: str, *, now: datetime | None = None) -> IdempotencyKey | None:
+    """The client's live key (younger than 24 h), or None."""
+    row = session.get(IdempotencyKey, (client_id, key))
+    if row is None or row.created_at <= (now or utcnow()) - KEY_TTL:
+        return None
+    return row
+
+
+def add_key(session: Session, *, client_id: str, key: str, request_hash: str, job_id: str) -> None:
+    """Record the key with the job it creates; flushed at once so a concurrent duplicate fails here.
+
+    An expired row of the same key is replaced. The caller writes the job in the same transaction and, on
+    IntegrityError, reads the winner back with `find_key` in a new one."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.client_id == client_id,
+            IdempotencyKey.idempotency_key == key,
+            IdempotencyKey.created_at <= utcnow() - KEY_TTL,
+        )
+    )
+    session.add(
+        IdempotencyKey(
+            client_id=client_id, idempotency_key=key, request_hash=request_hash, job_id=job_id, status_code=202
+        )
+    )
+    session.flush()
+
+
+def set_answer_status(session: Session, client_id: str, key: str, status_code: int) -> None:
+    """The status the first submit was answered with (503 when its job failed to reach the scheduler)."""
+    row = session.get(IdempotencyKey, (client_id, key))
+    if row is not None:
+        row.status_code = status_code
+
+
+def purge_expired(session: Session, *, now: datetime | None = None) -> int:
+    """Delete keys older than 24 h; returns how many."""
+    result = session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at <= (now or utcnow()) - KEY_TTL)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
