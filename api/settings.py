@@ -31,6 +31,12 @@ class ApiSettings(BaseSettings):
         None, description="Token nodes present to register and heartbeat; unset = only admins may"
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted upload")
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Largest accepted upload in pixels (width x height); larger is 413"
+    )
+    max_prompt_chars: int = Field(
+        20_000, ge=1, le=200_000, description="Longest accepted string parameter (prompt, negative prompt...)"
+    )
     allowed_image_types: list[str] = Field(
         default_factory=lambda: ["PNG", "JPEG", "WEBP"], description="Pillow formats accepted as uploads"
     )
