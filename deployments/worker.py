@@ -6,7 +6,7 @@ It takes a job's run straight from the server's `prefect.flow-run.Scheduled` eve
 side by side, no poll), wakes its poll on the events of other runs and when a paused queue resumes (a slow poll
 is the fallback), cancels runs one at a time, hands back runs of vanished workers at start, and drains its runs
 before it exits.
-See shared/notes/prefect-worker-latency.md for the measurements behind these choices.
+See docs/notes/prefect-worker-latency.md for the measurements behind these choices.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Contracts between the operator's files and the code: prefect.yaml, workflow graphs and mappings, config files.
 
 The third contract of STYLE.md §9, that every recorded WebSocket and history message in
-`shared/comfyui/traces` parses, is tested in `tests/workers/test_comfyui_events.py`; the last test here only
-checks that its parametrisation covers every trace on disk.
+`tests/data/comfyui/traces` parses, is tested in `tests/workers/test_comfyui_events.py`; a test here only
+checks that its parametrisation covers every trace on disk. The last test keeps the repository self-contained:
+no tracked file may read the reference material kept beside it on the development machine.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import re
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,9 +35,8 @@ from workflows.values import ParamType
 
 CONFIGS = ("config.yaml", "config.example.yaml")
 WORKFLOWS_DIR = PROJECT_ROOT / "workflows"
-SHARED_OBJECT_INFO = TRACES.parent / "object_info.json"
-# The recorded schema beside the repository (a real node) and the simulated node's packaged copy.
-OBJECT_INFOS = {"shared": SHARED_OBJECT_INFO, "simnode": DEFAULT_OBJECT_INFO}
+# The recorded schema of a real ComfyUI 0.3.64, which the simulated node serves (one copy in the repository).
+OBJECT_INFOS = {"recorded": DEFAULT_OBJECT_INFO}
 SAMPLE_TEXT = "a lighthouse at dusk, contract test"
 SAMPLE_IMAGE = "contract-input.png"
 
@@ -131,7 +133,7 @@ def test_rendered_graphs_pass_the_simulated_nodes_validator(case: tuple[str, Wor
 @pytest.mark.parametrize("case", shipped_workflows(), ids=workflow_id)
 def test_rendered_graphs_match_the_recorded_object_info(case: tuple[str, Workflow]) -> None:
     _, workflow = case
-    assert check_against_object_info(rendered(workflow), object_info("shared")) == []
+    assert check_against_object_info(rendered(workflow), object_info("recorded")) == []
 
 
 def test_the_trace_parsing_tests_cover_every_recorded_trace() -> None:
@@ -140,3 +142,38 @@ def test_the_trace_parsing_tests_cover_every_recorded_trace() -> None:
     source = (PROJECT_ROOT / "tests" / "workers" / "test_comfyui_events.py").read_text(encoding="utf-8")
     assert "def test_every_recorded_text_frame_parses_to_a_known_event" in source
     assert "def test_every_recorded_history_message_parses" in source
+
+
+# Spelled in pieces so that this file does not match itself.
+_SHARED = "sha" + "red"
+OUTSIDE_REFERENCES = re.compile(
+    "|".join([
+        re.escape(".." + "/" + _SHARED),  # the sibling folder, also inside longer relative paths
+        re.escape(_SHARED + "/comfyui"),
+        re.escape(_SHARED + "/notes"),
+        re.escape(_SHARED + "/STYLE"),
+        r"""parents?(\[\d+\])?\s*/\s*["']""" + _SHARED + r"""["']""",  # Path(...).parent / <that folder>
+        r"""["']\.\.["']\s*,\s*["']""" + _SHARED + r"""["']""",  # os.path.join(..., "..", <that folder>)
+        r"""["']""" + _SHARED + r"""["']\s*/\s*["']comfyui""",  # <anything> / <that folder> / "comfyui"
+    ])
+)
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:  # not a git checkout (an unpacked archive): every file but generated ones
+        skip = {".git", ".venv", "node_modules", "__pycache__", "data", ".mypy_cache", ".ruff_cache"}
+        return [p for p in PROJECT_ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(PROJECT_ROOT).parts)]
+    return [PROJECT_ROOT / name for name in listed.stdout.decode().split("\0") if name]
+
+
+def test_no_file_reads_the_reference_material_beside_the_repository() -> None:
+    offenders = []
+    for path in _tracked_files():
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        offenders += [f"{path.relative_to(PROJECT_ROOT)}: {m.group(0)}" for m in OUTSIDE_REFERENCES.finditer(text)]
+    assert offenders == [], "the repository must stand on its own (copy what it needs into it):\n" + "\n".join(
+        offenders
+    )

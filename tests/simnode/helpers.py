@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import websockets
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "comfyui" / "traces"
+TRACES = Path(__file__).resolve().parents[1] / "data" / "comfyui" / "traces"
 
 
 def sd_graph(*, text: str = "a photo of a cat", seed: int = 42, steps: int = 6, width: int = 64,

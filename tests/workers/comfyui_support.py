@@ -18,10 +18,8 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from workers.comfyui import ComfyUIClient
 
-_REPO = Path(__file__).resolve().parents[2]
-_CANDIDATES = (_REPO / "shared" / "comfyui", _REPO.parent / "shared" / "comfyui")
-SHARED = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[-1])
-TRACES = SHARED / "traces"
+# The recordings of a real ComfyUI 0.3.64 that the repository carries (tests/data/comfyui/README.md).
+TRACES = Path(__file__).resolve().parents[1] / "data" / "comfyui" / "traces"
 TERMINAL_TYPES = {"execution_success", "execution_error", "execution_interrupted"}
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.workers.comfyui_support import SHARED, load_trace, trace_names
+from comfyws.simnode.config import DEFAULT_OBJECT_INFO
+from tests.workers.comfyui_support import load_trace, trace_names
 from workers.comfyui import (
     ComfyUIClient,
     ComfyUIError,
@@ -266,7 +267,7 @@ async def test_system_stats_devices_and_checkpoint_choices() -> None:
 
 
 def test_full_object_info_parses_all_478_classes() -> None:
-    raw = json.loads((SHARED / "object_info.json").read_text())
+    raw = json.loads(DEFAULT_OBJECT_INFO.read_text())  # the recorded GET /object_info the simnode serves
     schemas = {name: NodeSchema.model_validate(schema) for name, schema in raw.items()}
     assert len(schemas) == 478
     assert "euler" in (schemas["KSampler"].choices("sampler_name") or [])

@@ -14,9 +14,8 @@ CONFIG_PATH = REPO / "config.yaml"
 
 
 def object_info_path() -> Path:
-    """The simulated node's copy of object_info when present, else the recorded one beside the repository."""
-    own = REPO / "comfyws" / "simnode" / "object_info.json"
-    return own if own.exists() else REPO.parent / "shared" / "comfyui" / "object_info.json"
+    """The recorded object_info of a real ComfyUI 0.3.64, which the simulated node serves."""
+    return REPO / "comfyws" / "simnode" / "object_info.json"
 
 
 def load_object_info() -> dict[str, Any]:
