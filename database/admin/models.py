@@ -21,6 +21,8 @@ class AdminUser(AdminBase):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[AdminRole] = mapped_column(StrEnumType(AdminRole, 16), default=AdminRole.ADMIN)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # In every token; bumped on disable, enable, role and password changes so earlier tokens die at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -51,6 +53,9 @@ class Node(AdminBase):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # SHA-256 of the node's own token, handed out when it first registered: it alone (or an operator) may
+    # re-register this id or send its heartbeats. Random 32-byte tokens need no slow hash.
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -21,7 +21,10 @@ class Client(ClientBase):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     daily_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # jobs per day; None = unlimited
-    secret_version: Mapped[int] = mapped_column(Integer, default=1)  # bumped on rotation: older tokens die
+    # The token version: bumped on rotation, disable and enable, so tokens issued before die at once.
+    secret_version: Mapped[int] = mapped_column(Integer, default=1)
+    jobs_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)  # submits; None = unlimited
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # unfinished jobs at once
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
