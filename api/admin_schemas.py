@@ -83,6 +83,8 @@ class ClientOut(BaseModel):
     description: str
     is_active: bool
     daily_quota: int | None
+    jobs_per_minute: int | None = None
+    max_concurrent_jobs: int | None = None
     created_at: datetime
 
 
@@ -99,6 +101,8 @@ class ClientCreate(BaseModel):
 
 class ClientPatch(BaseModel):
     daily_quota: int | None = Field(None, ge=0, description="Jobs per day; null = unlimited")
+    jobs_per_minute: int | None = Field(None, ge=0, description="Submits per minute; null = unlimited")
+    max_concurrent_jobs: int | None = Field(None, ge=0, description="Unfinished jobs at once; null = unlimited")
     description: str | None = None
 
 
