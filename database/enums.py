@@ -12,7 +12,8 @@ class DatabaseName(StrEnum):
 class JobStatus(StrEnum):
     PENDING = "pending"  # ledger row committed, no flow run yet
     QUEUED = "queued"  # flow run created, waiting for a worker / node
-    RUNNING = "running"  # prompt submitted to a node
+    RUNNING = "running"  # holds a node slot: its prompt is (being) put on a node
+    CANCELLING = "cancelling"  # cancel asked while on a node: waits until the node stopped the prompt
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -254,24 +254,22 @@ def list_tasks(
 
 
 async def cancel(job_id: str, *, client_id: str | None) -> Task:
-    """Mark the cancel in the ledger, then tell Prefect; a job not yet on a node ends cancelled at once."""
-    flow_run_id, running = await run_in_threadpool(_request_cancel, job_id, client_id)
-    if flow_run_id is not None:
-        await launcher.cancel(flow_run_id, running=running)
+    """Cancel in the ledger, then tell Prefect: a job not yet on a node ends `cancelled` at once; one on a node
+    reads `cancelling` until its flow stopped the prompt on the node, then `cancelled`."""
+    flow_run_id, moved_to = await run_in_threadpool(_request_cancel, job_id, client_id)
+    if flow_run_id is not None and moved_to is not None:
+        # Cancelling (not Cancelled) for a run on a node: the worker stops it and its hook interrupts the node.
+        await launcher.cancel(flow_run_id, running=moved_to is JobStatus.CANCELLING)
     return await run_in_threadpool(_read, job_id, client_id)
 
 
-def _request_cancel(job_id: str, client_id: str | None) -> tuple[str | None, bool]:
+def _request_cancel(job_id: str, client_id: str | None) -> tuple[str | None, JobStatus | None]:
     with session_scope(DatabaseName.SHARED) as session:
         job = find_job(session, job_id, client_id=client_id)
-        if JobStatus(job.status).is_final:
-            return None, False
-        running = job.status == JobStatus.RUNNING
-        ledger.request_cancel(session, job_id)
-        if not running:
-            # Nothing runs on a node yet: the ledger can say cancelled now; the flow checks before it submits.
-            ledger.mark_cancelled(session, job_id)
-        return job.flow_run_id, running
+        flow_run_id = job.flow_run_id
+        # Compare-and-set in the ledger: a slot claim racing this cancel either wins (the job is then
+        # `cancelling`) or finds the job cancelled and never runs it.
+        return flow_run_id, ledger.request_cancel(session, job_id)
 
 
 def _read(job_id: str, client_id: str | None) -> Task:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from sqlalchemy.sql import Select
 
 from database.enums import AttemptStatus, JobStatus, Priority
 from database.errors import JobNotFoundError
+from database.shared import transitions
 from database.shared.models import Job, JobAttempt, ResultFile
 from database.shared.statistics import (
     PerformanceStats,
@@ -27,6 +28,7 @@ __all__ = [
     "PerformanceStats",
     "ThroughputPoint",
     "add_result",
+    "claim",
     "count_by_status",
     "create_job",
     "finish_attempt",
@@ -42,6 +44,7 @@ __all__ = [
     "note_waiting",
     "queue_position",
     "record_values",
+    "release_node",
     "request_cancel",
     "start_attempt",
     "stop_waiting",
@@ -134,54 +137,57 @@ def list_jobs(
 
 
 def mark_queued(session: Session, job_id: str, flow_run_id: str) -> bool:
-    """The flow run exists; False (and no change) unless the job is still waiting."""
-    job = _require(session, job_id)
-    if job.status not in WAITING:
-        return False
-    job.status = JobStatus.QUEUED
-    job.flow_run_id = flow_run_id
-    job.queued_at = job.queued_at or utcnow()
-    session.flush()
-    return True
+    """The flow run exists: a pending job becomes queued (False otherwise). The flow run id is recorded even when
+    its worker already took the job further (it may start before this is written; cancels need the id)."""
+    _require(session, job_id)
+    if transitions.move(session, job_id, JobStatus.QUEUED, only_from={JobStatus.PENDING},
+                        flow_run_id=flow_run_id):
+        return True
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.flow_run_id.is_(None)).values(flow_run_id=flow_run_id)
+        .execution_options(synchronize_session=False)
+    )
+    transitions.expire(session, job_id)
+    return False
+
+
+def claim(session: Session, job_id: str, *, node_id: str) -> bool:
+    """The job took a slot on `node_id` (RUNNING); False when it is no longer waiting (cancelled, final)."""
+    return transitions.move(session, job_id, JobStatus.RUNNING, node_id=node_id, prompt_id=None)
 
 
 def mark_running(session: Session, job_id: str, *, node_id: str, prompt_id: str) -> bool:
-    """A prompt is on a node (again, after a failover); started_at keeps the first start."""
-    job = _require(session, job_id)
-    if job.status.is_final:
-        return False
-    job.status = JobStatus.RUNNING
-    job.node_id = node_id
-    job.prompt_id = prompt_id
-    job.started_at = job.started_at or utcnow()
-    session.flush()
-    return True
+    """The job's prompt goes on `node_id`: True only while the job holds that slot (RUNNING, not cancelling)."""
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(node_id=node_id, prompt_id=prompt_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    changed = bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    transitions.expire(session, job_id)
+    return changed
 
 
 def release_node(session: Session, job_id: str) -> bool:
     """The attempt on its node failed: the job waits again (queued, no node) for its next node."""
-    job = _require(session, job_id)
-    if job.status.is_final:
-        return False
-    job.status = JobStatus.QUEUED
-    job.node_id = None
-    job.prompt_id = None
-    job.current_step = None
-    job.progress = 0.0
-    session.flush()
-    return True
+    _require(session, job_id)
+    return transitions.move(session, job_id, JobStatus.QUEUED, only_from={JobStatus.RUNNING}, node_id=None,
+                            prompt_id=None, current_step=None, progress=0.0)
 
 
 def update_progress(session: Session, job_id: str, *, step: int, total: int) -> bool:
     """Record sampler progress; a finished job keeps its final progress."""
-    job = _require(session, job_id)
-    if job.status.is_final:
-        return False
-    job.current_step = step
-    job.total_steps = total
-    job.progress = min(1.0, max(0.0, step / total)) if total > 0 else 0.0
-    session.flush()
-    return True
+    progress = min(1.0, max(0.0, step / total)) if total > 0 else 0.0
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.RUNNING, JobStatus.CANCELLING]))
+        .values(current_step=step, total_steps=total, progress=progress, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    changed = bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    transitions.expire(session, job_id)
+    return changed
 
 
 def record_values(session: Session, job_id: str, *, values: dict[str, Any], seed: int | None) -> None:
@@ -286,22 +292,14 @@ def _result(session: Session, job_id: str, index: int) -> ResultFile | None:
     return session.scalars(stmt).one_or_none()
 
 
-def _finish(session: Session, job_id: str, status: JobStatus, *, error: str | None = None) -> bool:
-    job = _require(session, job_id)
-    if job.status.is_final:
-        return False  # a final state is final: a late completion never revives a cancelled job
-    job.status = status
-    job.finished_at = utcnow()
-    if status is JobStatus.COMPLETED:
-        job.progress = 1.0
-    if error is not None:
-        job.error = error
-    session.flush()
-    return True
+def _finish(session: Session, job_id: str, status: JobStatus, **fields: Any) -> bool:
+    _require(session, job_id)
+    # A final state is final: a late completion never revives a cancelled job (the move checks it).
+    return transitions.move(session, job_id, status, **fields)
 
 
 def mark_completed(session: Session, job_id: str) -> bool:
-    return _finish(session, job_id, JobStatus.COMPLETED)
+    return _finish(session, job_id, JobStatus.COMPLETED, progress=1.0)
 
 
 def mark_failed(session: Session, job_id: str, error: str) -> bool:
@@ -309,17 +307,20 @@ def mark_failed(session: Session, job_id: str, error: str) -> bool:
 
 
 def mark_cancelled(session: Session, job_id: str) -> bool:
-    return _finish(session, job_id, JobStatus.CANCELLED)
+    return _finish(session, job_id, JobStatus.CANCELLED, cancel_requested=True)
 
 
-def request_cancel(session: Session, job_id: str) -> bool:
-    """Ask the flow to stop; False when the job already ended."""
-    job = _require(session, job_id)
-    if job.status.is_final:
-        return False
-    job.cancel_requested = True
-    session.flush()
-    return True
+def request_cancel(session: Session, job_id: str) -> JobStatus | None:
+    """Cancel the job: one not yet on a node ends `cancelled` at once (a later slot claim finds it final); one on
+    a node becomes `cancelling` until the node stopped its prompt. Returns the state it moved to (None: it was
+    already final or cancelling, nothing changed)."""
+    _require(session, job_id)
+    waiting = {JobStatus.PENDING, JobStatus.QUEUED}
+    if transitions.move(session, job_id, JobStatus.CANCELLED, only_from=waiting, cancel_requested=True):
+        return JobStatus.CANCELLED
+    if transitions.move(session, job_id, JobStatus.CANCELLING, cancel_requested=True):
+        return JobStatus.CANCELLING
+    return None
 
 
 def _priority_rank() -> Any:

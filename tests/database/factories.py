@@ -32,3 +32,10 @@ def make_job(
         priority=priority,
         node_group=node_group,
     )
+
+
+def put_on_node(session: Session, job_id: str, *, node_id: str, prompt_id: str) -> None:
+    """The way a job reaches a node: its flow run exists (queued), a claim takes a slot, its prompt is sent."""
+    jobs.mark_queued(session, job_id, f"flow-run-{job_id}")
+    assert jobs.claim(session, job_id, node_id=node_id)
+    assert jobs.mark_running(session, job_id, node_id=node_id, prompt_id=prompt_id)

@@ -13,7 +13,7 @@ from database.enums import AttemptStatus, DatabaseName, JobStatus, Priority
 from database.errors import JobNotFoundError
 from database.shared import repositories as jobs
 from database.shared.models import Job, ResultFile
-from tests.database.factories import make_job
+from tests.database.factories import make_job, put_on_node
 from tests.fixtures.databases import DatabaseUrls
 
 SHARED = DatabaseName.SHARED
@@ -38,6 +38,7 @@ def test_a_job_walks_pending_queued_running_completed(databases: DatabaseUrls) -
     with session_scope(SHARED) as session:
         assert jobs.mark_queued(session, job_id, "flow-run-1")
     with session_scope(SHARED) as session:
+        assert jobs.claim(session, job_id, node_id="node-1")
         assert jobs.mark_running(session, job_id, node_id="node-1", prompt_id="p1")
         jobs.update_progress(session, job_id, step=5, total=20)
     running = _load(job_id)
@@ -60,6 +61,7 @@ def test_a_job_walks_pending_queued_running_completed(databases: DatabaseUrls) -
 def test_a_final_state_is_final(databases: DatabaseUrls, final: str) -> None:
     job_id = _new_job()
     with session_scope(SHARED) as session:
+        put_on_node(session, job_id, node_id="node-1", prompt_id="p1")  # only a job on a node completes
         {"completed": lambda: jobs.mark_completed(session, job_id),
          "failed": lambda: jobs.mark_failed(session, job_id, "node exploded"),
          "cancelled": lambda: jobs.mark_cancelled(session, job_id)}[final]()  # fmt: skip
@@ -86,20 +88,86 @@ def test_a_final_state_is_final(databases: DatabaseUrls, final: str) -> None:
 def test_started_at_is_kept_across_a_failover(databases: DatabaseUrls) -> None:
     job_id = _new_job()
     with session_scope(SHARED) as session:
-        jobs.mark_running(session, job_id, node_id="node-1", prompt_id="p1")
+        put_on_node(session, job_id, node_id="node-1", prompt_id="p1")
     first_start = _load(job_id).started_at
     with session_scope(SHARED) as session:
-        jobs.mark_running(session, job_id, node_id="node-2", prompt_id="p2")
+        assert jobs.release_node(session, job_id)
+    assert _load(job_id).status is JobStatus.QUEUED
+    with session_scope(SHARED) as session:
+        assert jobs.claim(session, job_id, node_id="node-2")
+        assert jobs.mark_running(session, job_id, node_id="node-2", prompt_id="p2")
 
     job = _load(job_id)
-    assert job.started_at == first_start and job.node_id == "node-2"
+    assert job.started_at == first_start and job.node_id == "node-2" and job.status is JobStatus.RUNNING
 
 
-def test_request_cancel_flags_a_live_job(databases: DatabaseUrls) -> None:
+def test_a_waiting_job_is_cancelled_at_once_and_never_claimed(databases: DatabaseUrls) -> None:
     job_id = _new_job()
     with session_scope(SHARED) as session:
-        assert jobs.request_cancel(session, job_id)
-    assert _load(job_id).cancel_requested is True
+        jobs.mark_queued(session, job_id, "flow-run-1")
+        assert jobs.request_cancel(session, job_id) is JobStatus.CANCELLED
+    with session_scope(SHARED) as session:
+        assert not jobs.claim(session, job_id, node_id="node-1")  # the slot claim that lost the race
+        assert not jobs.mark_running(session, job_id, node_id="node-1", prompt_id="p1")
+    job = _load(job_id)
+    assert (job.status, job.node_id, job.cancel_requested) == (JobStatus.CANCELLED, None, True)
+
+
+def test_a_job_on_a_node_is_cancelling_until_the_node_stopped_it(databases: DatabaseUrls) -> None:
+    job_id = _new_job()
+    with session_scope(SHARED) as session:
+        put_on_node(session, job_id, node_id="node-1", prompt_id="p1")
+        assert jobs.request_cancel(session, job_id) is JobStatus.CANCELLING
+        assert jobs.request_cancel(session, job_id) is None  # asked twice: nothing changes
+    assert _load(job_id).status is JobStatus.CANCELLING
+    with session_scope(SHARED) as session:
+        assert not jobs.mark_completed(session, job_id)  # a completion arriving now does not win
+        assert not jobs.mark_failed(session, job_id, "late")
+        assert not jobs.release_node(session, job_id)
+        assert not jobs.claim(session, job_id, node_id="node-2")
+        assert jobs.mark_cancelled(session, job_id)
+    job = _load(job_id)
+    assert job.status is JobStatus.CANCELLED and job.finished_at is not None and job.error is None
+
+
+def test_the_transition_table_is_the_documented_one() -> None:
+    from database.shared.transitions import TRANSITIONS
+
+    pending, queued, running, cancelling = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING,
+                                            JobStatus.CANCELLING)
+    final = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert TRANSITIONS[pending] == {queued, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert TRANSITIONS[queued] == {running, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert TRANSITIONS[running] == final | {queued, cancelling}
+    assert TRANSITIONS[cancelling] == {JobStatus.CANCELLED}
+    assert all(TRANSITIONS[state] == set() for state in final)
+
+
+def test_concurrent_claim_and_cancel_have_one_winner(databases: DatabaseUrls) -> None:
+    """Two sessions racing on the same row: whichever commits first wins, the other's write changes nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(10):
+        job_id = _new_job()
+        with session_scope(SHARED) as session:
+            jobs.mark_queued(session, job_id, "flow-run-1")
+
+        def claim() -> bool:
+            with session_scope(SHARED) as session:
+                return jobs.claim(session, job_id, node_id="node-1")
+
+        def cancel() -> JobStatus | None:
+            with session_scope(SHARED) as session:
+                return jobs.request_cancel(session, job_id)
+
+        with ThreadPoolExecutor(2) as pool:
+            claimed, cancelled = pool.submit(claim), pool.submit(cancel)
+            won_claim, cancel_result = claimed.result(), cancelled.result()
+        job = _load(job_id)
+        if won_claim:  # the claim came first: the cancel found it on a node
+            assert cancel_result is JobStatus.CANCELLING and job.status is JobStatus.CANCELLING
+        else:
+            assert cancel_result is JobStatus.CANCELLED and job.status is JobStatus.CANCELLED
 
 
 def test_transitions_on_an_unknown_job_raise(databases: DatabaseUrls) -> None:
@@ -169,7 +237,7 @@ def test_list_jobs_filters_and_pages_newest_first(databases: DatabaseUrls) -> No
     mine = [_new_job(client_id="alice") for _ in range(5)]
     _new_job(client_id="bob", task_type="image_to_video")
     with session_scope(SHARED) as session:
-        jobs.mark_running(session, mine[0], node_id="node-9", prompt_id="p")
+        put_on_node(session, mine[0], node_id="node-9", prompt_id="p")
         jobs.mark_failed(session, mine[1], "bad graph")
 
     with session_scope(SHARED) as session:
@@ -202,7 +270,7 @@ def test_queue_position_follows_priority_then_age(databases: DatabaseUrls) -> No
     _new_job(node_group="video")  # another group's queue does not count
     running = _new_job()
     with session_scope(SHARED) as session:
-        jobs.mark_running(session, running, node_id="node-1", prompt_id="p")
+        put_on_node(session, running, node_id="node-1", prompt_id="p")
 
     with session_scope(SHARED) as session:
         positions = {

@@ -11,7 +11,7 @@ from database.enums import AttemptStatus, DatabaseName
 from database.shared import repositories as jobs
 from database.shared.models import Job
 from database.shared.statistics import percentile
-from tests.database.factories import make_job
+from tests.database.factories import make_job, put_on_node
 from tests.fixtures.databases import DatabaseUrls
 
 SHARED = DatabaseName.SHARED
@@ -24,7 +24,7 @@ def _finished_job(*, workflow: str, node: str, ok: bool, seconds: float, finishe
         attempt = jobs.start_attempt(session, job.id, node_id=node, prompt_id="p")
         status = AttemptStatus.SUCCEEDED if ok else AttemptStatus.FAILED
         jobs.finish_attempt(session, attempt.id, status=status, execution_seconds=seconds)
-        jobs.mark_running(session, job.id, node_id=node, prompt_id="p")
+        put_on_node(session, job.id, node_id=node, prompt_id="p")
         jobs.mark_completed(session, job.id) if ok else jobs.mark_failed(session, job.id, "boom")
         row = session.get_one(Job, job.id)
         row.started_at, row.finished_at = finished - timedelta(seconds=seconds), finished
