@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Task
+from api.schemas import INT32_MAX, INT64_MAX, Task, Text
 from database.enums import AdminRole
 
 Strategy = Literal["round_robin", "least_loaded", "weighted", "random", "model_aware"]
@@ -15,18 +15,22 @@ Strategy = Literal["round_robin", "least_loaded", "weighted", "random", "model_a
 
 class NodeIn(BaseModel):
     node_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    base_url: str = Field(pattern=r"^https?://", description="e.g. http://192.168.1.101:8188")
-    group: str = Field("default", min_length=1, max_length=64)
-    max_concurrent: int = Field(1, ge=1)
-    capabilities: list[str] = Field(default_factory=list, description="Task types served; empty = all")
-    weight: float = Field(1.0, gt=0)
+    base_url: Text = Field(
+        max_length=255, pattern=r"^https?://\S+$", description="e.g. http://192.168.1.101:8188"
+    )
+    group: Text = Field("default", min_length=1, max_length=64)
+    max_concurrent: int = Field(1, ge=1, le=INT32_MAX)
+    capabilities: list[Text] = Field(
+        default_factory=list, max_length=64, description="Task types served; empty = all"
+    )
+    weight: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False)
 
 
 class HeartbeatIn(BaseModel):
-    queue_depth: int | None = Field(None, ge=0)
-    vram_total: int | None = Field(None, ge=0)
-    vram_free: int | None = Field(None, ge=0)
-    checkpoints: list[str] | None = None
+    queue_depth: int | None = Field(None, ge=0, le=INT32_MAX)
+    vram_total: int | None = Field(None, ge=0, le=INT64_MAX)
+    vram_free: int | None = Field(None, ge=0, le=INT64_MAX)
+    checkpoints: list[Text] | None = Field(None, max_length=10_000)
 
 
 class NodeOut(BaseModel):
@@ -94,16 +98,20 @@ class ClientPage(BaseModel):
 
 
 class ClientCreate(BaseModel):
-    client_name: str = Field(min_length=1, max_length=128)
-    description: str = ""
-    daily_quota: int | None = Field(None, ge=0)
+    client_name: Text = Field(min_length=1, max_length=128)
+    description: Text = Field("", max_length=2000)
+    daily_quota: int | None = Field(None, ge=0, le=INT32_MAX)
 
 
 class ClientPatch(BaseModel):
-    daily_quota: int | None = Field(None, ge=0, description="Jobs per day; null = unlimited")
-    jobs_per_minute: int | None = Field(None, ge=0, description="Submits per minute; null = unlimited")
-    max_concurrent_jobs: int | None = Field(None, ge=0, description="Unfinished jobs at once; null = unlimited")
-    description: str | None = None
+    daily_quota: int | None = Field(None, ge=0, le=INT32_MAX, description="Jobs per day; null = unlimited")
+    jobs_per_minute: int | None = Field(
+        None, ge=0, le=INT32_MAX, description="Submits per minute; null = unlimited"
+    )
+    max_concurrent_jobs: int | None = Field(
+        None, ge=0, le=INT32_MAX, description="Unfinished jobs at once; null = unlimited"
+    )
+    description: Text | None = Field(None, max_length=2000)
 
 
 class ClientSecret(BaseModel):
@@ -124,8 +132,8 @@ class AdminUserOut(BaseModel):
 
 
 class AdminUserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=8)
+    username: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(min_length=8, max_length=1024)
     role: AdminRole = AdminRole.OPERATOR
 
 

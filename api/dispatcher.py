@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from api import launcher
-from api.errors import SchedulerBusy, SchedulerUnavailable
+from api.errors import RunRefused, SchedulerBusy, SchedulerUnavailable
 from api.settings import get_api_settings
 from database.engine import session_scope
 from database.enums import DatabaseName
@@ -61,14 +61,29 @@ class Dispatcher:
             item = await self._queue.get()
             try:
                 await self._launch(item)
-            except Exception:  # a launcher must never die: log and go on with the next job
+            except Exception as exc:  # a launcher must never die: log, fail the job, go on with the next
                 log.exception("dispatching job %s failed", item.job_id)
+                await self._give_up(item, exc, f"cannot be dispatched: {type(exc).__name__}: {exc}")
+
+    async def _give_up(self, item: _Item, exc: Exception, reason: str) -> None:
+        """A job that no retry can dispatch ends failed with the reason (never pending forever)."""
+        try:
+            await run_in_threadpool(_mark_failed, item.job_id, reason)
+        except Exception:  # the ledger is unreachable: the job stays pending and the next API start retries it
+            log.exception("could not mark job %s failed", item.job_id)
+        if not item.result.done():
+            item.result.set_exception(exc)
+            if asyncio.get_running_loop().time() >= item.answer_by:
+                item.result.exception()  # nobody waits for it any more: mark it read, no warning at exit
 
     async def _launch(self, item: _Item) -> None:
         try:
             flow_run_id = await launcher.launch(item.job_id, item.request)
         except SchedulerBusy as exc:
             self._retry_later(item, exc)
+            return
+        except RunRefused as exc:
+            await self._give_up(item, exc, exc.detail)
             return
         except SchedulerUnavailable as exc:
             if asyncio.get_running_loop().time() < item.answer_by:

@@ -77,3 +77,11 @@ class SchedulerBusy(SchedulerUnavailable):
     """Prefect answered but could not take the run yet (locked, overloaded, slow): the job waits, it is not lost."""
 
     code = "scheduler_busy"
+
+
+class RunRefused(SchedulerUnavailable):
+    """The scheduler answered and refused this run itself (e.g. its parameters): trying again cannot help, so
+    the job is marked failed with the reason instead of being retried."""
+
+    status_code = 422
+    code = "not_dispatchable"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
 from database.errors import JobNotFoundError
@@ -20,12 +23,20 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
 
+class ErrorResponse(JSONResponse):
+    """An error body in plain ASCII JSON: a message echoing what the client sent (a lone surrogate, say) can
+    always be encoded, so an answer about bad input never becomes a 500 itself."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
     if "retry_after" in exc.extra:  # 429s say when to come back (RFC 9110 Retry-After, whole seconds)
         headers["Retry-After"] = str(exc.extra["retry_after"])
-    return JSONResponse(
+    return ErrorResponse(
         error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
     )
 
@@ -38,22 +49,54 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return JSONResponse(error_body("validation_error", detail, fields=fields), status_code=422)
+    return ErrorResponse(error_body("validation_error", detail, fields=fields), status_code=422)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+    return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _job_not_found(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+    return ErrorResponse(error_body("not_found", str(exc)), status_code=404)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+class UnexpectedErrors:
+    """Any other exception becomes a JSON 500 naming a request id, logged with its traceback under that id.
+
+    It sits inside the app's own middleware and does not re-raise, so the connection stays open (Starlette's
+    outermost error handler re-raises after answering, and uvicorn then drops the connection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # the last line of defence: every other error has its own handler
+            request_id = uuid.uuid4().hex
+            log.error(
+                "unhandled error (request id %s) on %s %s",
+                request_id, scope.get("method"), scope.get("path"), exc_info=exc,
+            )
+            if started:  # the answer is half sent: nothing sensible can follow it on this connection
+                raise
+            body = error_body(
+                "internal_error", f"internal server error (request id {request_id})", request_id=request_id
+            )
+            response = ErrorResponse(body, status_code=500, headers={"X-Request-ID": request_id})
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -61,4 +104,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(JobNotFoundError, _job_not_found)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(UnexpectedErrors)  # added first: the innermost, inside the access log and CORS

@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, Settings
 from prefect.states import Cancelled, Cancelling
 
-from api.errors import SchedulerBusy, SchedulerUnavailable
+from api.errors import RunRefused, SchedulerBusy, SchedulerUnavailable
 from api.settings import get_api_settings
 from deployments.names import deployment_name, job_tag, queue_for_priority
 from flows.params import GenerationRequest, flow_for
@@ -76,6 +76,8 @@ async def launch(job_id: str, request: GenerationRequest) -> str:
         try:
             return await _create_run(name, job_id, request)
         except httpx.HTTPStatusError as exc:
+            if _is_refusal(exc):
+                raise RunRefused(f"the scheduler refused the job's run: {_describe(exc)}") from exc
             if not _is_transient(exc):
                 raise SchedulerUnavailable(f"the scheduler is unavailable: {_describe(exc)}") from exc
             if attempt == retries:
@@ -150,6 +152,12 @@ async def cancel(flow_run_id: str, *, running: bool) -> None:
             await client.set_flow_run_state(flow_run_id, state, force=True)
     except (httpx.HTTPError, OSError, ObjectNotFound) as exc:
         raise SchedulerUnavailable(f"the scheduler is unavailable: {_describe(exc)}") from exc
+
+
+def _is_refusal(exc: httpx.HTTPStatusError) -> bool:
+    # 400, 413, 422...: Prefect read the request and said no to this run (parameters over its size limit...).
+    # 401/403/404/408/409/429 say something about the server or the moment, not about the job.
+    return 400 <= exc.response.status_code < 500 and exc.response.status_code not in (401, 403, 404, 408, 409, 429)
 
 
 def _is_transient(exc: httpx.HTTPStatusError) -> bool:

@@ -3,23 +3,78 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from database.enums import AdminRole, JobStatus, Priority
 
+INT32_MAX = 2**31 - 1  # the largest value of an Integer column on every backend
+INT64_MAX = 2**63 - 1  # ... of a BigInteger column
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored or sent on (a NUL, a lone surrogate such as "\\ud800"), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (a lone surrogate is not)"
+    return None
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The parameter, body field, query value or header at fault")
+    message: str
+
 
 class ErrorBody(BaseModel):
-    error: str
-    detail: str
+    """Every 4xx/5xx answer (some errors add fields, e.g. retry_after, request_id, nodes)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="Stable code: validation_error, not_found, unauthorized, ...")
+    detail: str = Field(description="Human message naming the field at fault")
+    fields: list[FieldError] | None = Field(None, description="422 only: each value at fault")
+    request_id: str | None = Field(None, description="500 only: the id the server logged the error under")
+
+
+_ERROR_MEANINGS = {
+    400: "Malformed request",
+    401: "Missing, expired or revoked token",
+    403: "The token's role may not do this",
+    404: "No such resource (or not the caller's)",
+    409: "Conflicts with the current state",
+    413: "Too large (body, image pixels, job parameters)",
+    415: "Not an accepted image",
+    422: "A value is invalid; `fields` names each one",
+    429: "Quota or rate limit reached",
+    500: "Unexpected error; `request_id` names it in the server log",
+    503: "The scheduler is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error answers a route gives, all with the ErrorBody schema."""
+    return {code: {"model": ErrorBody, "description": _ERROR_MEANINGS[code]} for code in codes}
 
 
 class RegisterRequest(BaseModel):
-    client_name: str = Field(
+    client_name: Text = Field(
         min_length=1, max_length=128, description="Unique name of the client application"
     )
-    description: str = Field("", max_length=2000, description="What the client is for")
+    description: Text = Field("", max_length=2000, description="What the client is for")
 
 
 class RegisteredClient(BaseModel):
@@ -36,8 +91,8 @@ class TokenResponse(BaseModel):
 
 
 class AdminLoginRequest(BaseModel):
-    username: str
-    password: str
+    username: Text = Field(max_length=256)
+    password: Text = Field(max_length=1024)
 
 
 class AdminTokenResponse(BaseModel):

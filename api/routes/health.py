@@ -16,7 +16,13 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    responses={
+        200: {"description": "Ready: `{databases, prefect, nodes}`"},
+        503: {"description": "Not ready: the same body, naming what is down"},
+    },
+)
 async def ready() -> JSONResponse:
     """200 when the databases, the Prefect server and at least one node are usable; 503 otherwise."""
     ok, body = await readiness()

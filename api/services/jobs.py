@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import launcher
 from api.dispatcher import Dispatcher
-from api.errors import Conflict, InvalidParameters, NotFound, QuotaExceeded
+from api.errors import ApiError, Conflict, InvalidParameters, NotFound, SchedulerUnavailable
 from api.schemas import Task, TaskPage
+from api.services import quotas
+from api.services import request_checks as checks
 from api.services.views import task_view
 from api.settings import get_api_settings
 from comfyws.config import get_config
@@ -24,19 +26,36 @@ from comfyws.settings import get_settings
 from database.client import repositories as client_repo
 from database.engine import session_scope
 from database.enums import DatabaseName, JobStatus, Priority
+from database.shared import idempotency
 from database.shared import repositories as ledger
 from database.shared.models import Job
-from database.types import utcnow
 from flows.params import GenerationRequest
 from workers import registry
 from workers.balancer import Requirements, capable, requirements_for
 from workflows.catalog import Workflow, get_catalog
 from workflows.errors import ParameterError, UnknownWorkflowError
-from workflows.render import render
+from workflows.render import RenderedGraph, render
 from workflows.values import ParamType
 
 # Keys of a submit body that steer the job rather than fill the workflow.
 CONTROL_KEYS = ("workflow_name", "priority", "node_group")
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A submit's Idempotency-Key and the digest of what it asked for."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A committed job and its flow parameters; `replay` is the first answer's status when the key was known."""
+
+    job_id: str
+    request: GenerationRequest | None
+    replay: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,18 +75,37 @@ def task_type_of(slug: str) -> str:
     return task_type
 
 
-async def submit(dispatcher: Dispatcher, client_id: str, task_type: str, body: dict[str, Any]) -> Task:
+async def submit(
+    dispatcher: Dispatcher,
+    client_id: str,
+    task_type: str,
+    body: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> Task:
     """Validate, write the ledger row and the client's index, commit, then have the flow run created.
 
     A Prefect server that cannot be reached at all fails the request (503, job marked failed); a busy one only
-    delays the run: after `launch_wait_s` the answer says `pending` and the dispatcher keeps trying."""
-    job_id, request = await run_in_threadpool(_record, client_id, task_type, body)
-    created = dispatcher.submit(job_id, request)
+    delays the run: after `launch_wait_s` the answer says `pending` and the dispatcher keeps trying. With an
+    Idempotency-Key, a submit the client already made (same key, same body, within 24 h) answers with that
+    first job and its first status instead of creating another; the same key with another body is 422."""
+    claim = None
+    if idempotency_key is not None:
+        claim = IdempotencyClaim(idempotency_key, checks.request_hash(task_type, body))
+    recorded = await run_in_threadpool(_record, client_id, task_type, body, claim)
+    if recorded.replay is not None or recorded.request is None:
+        return await run_in_threadpool(_replay, recorded)
+    created = dispatcher.submit(recorded.job_id, recorded.request)
     # Past the wait the job stays pending and the dispatcher owns it; a SchedulerUnavailable raised here was
     # already written to the ledger by the dispatcher.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(created), get_api_settings().launch_wait_s)
-    return await run_in_threadpool(_view, job_id)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(created), get_api_settings().launch_wait_s)
+    except SchedulerUnavailable:
+        if claim is not None:
+            await run_in_threadpool(_note_answer, client_id, claim.key, 503)
+        raise
+    return await run_in_threadpool(_view, recorded.job_id)
 
 
 def request_for(job: Job) -> GenerationRequest:
@@ -94,35 +132,24 @@ def pending_requests() -> list[tuple[str, GenerationRequest]]:
     for job in waiting:
         try:
             recovered.append((job.id, request_for(job)))
-        except (InvalidParameters, NotFound) as exc:  # its workflow or upload is gone: say so, don't hang
+        except ApiError as exc:  # its workflow or upload is gone, or it cannot pass today's checks: say so
             with session_scope(DatabaseName.SHARED) as session:
                 ledger.mark_failed(session, job.id, f"cannot be dispatched again: {exc.detail}")
     return recovered
 
 
-def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, GenerationRequest]:
+def _record(
+    client_id: str, task_type: str, body: dict[str, Any], claim: IdempotencyClaim | None
+) -> Recorded:
+    if claim is not None and (known := _known(client_id, claim)) is not None:
+        return known
     submission = _parse(task_type, body)
     with session_scope(DatabaseName.CLIENT) as client_db:
         _check_quota(client_db, client_id)
         input_files = _resolve_images(client_db, client_id, submission)
-    graph = _validate_values(submission, input_files)
-    requirements = requirements_for(graph, submission.task_type)
+    rendered = _validate_values(submission, input_files)
+    requirements = requirements_for(rendered.graph, submission.task_type)
     _check_placeable(submission, requirements)
-    job_id = str(uuid.uuid4())
-    with session_scope(DatabaseName.SHARED) as shared_db:
-        ledger.create_job(
-            shared_db,
-            job_id=job_id,
-            client_id=client_id,
-            task_type=task_type,
-            workflow_name=submission.workflow.name,
-            params=submission.params,
-            priority=submission.priority,
-            node_group=submission.node_group,
-            work=int(requirements.work),
-        )
-    with session_scope(DatabaseName.CLIENT) as client_db:
-        client_repo.add_client_job(client_db, job_id=job_id, client_id=client_id, task_type=task_type)
     request = GenerationRequest(
         task_type=task_type,
         workflow_name=submission.workflow.name,
@@ -131,10 +158,64 @@ def _record(client_id: str, task_type: str, body: dict[str, Any]) -> tuple[str, 
         node_group=submission.node_group,
         priority=submission.priority,
     )
-    return job_id, request
+    checks.check_request_size(request)  # a job is stored only once the scheduler would take it
+    job_id = str(uuid.uuid4())
+    try:
+        with session_scope(DatabaseName.SHARED) as shared_db:
+            if claim is not None:  # same transaction as the job: a key never names a job that is not there
+                idempotency.add_key(
+                    shared_db, client_id=client_id, key=claim.key, request_hash=claim.request_hash, job_id=job_id
+                )
+            ledger.create_job(
+                shared_db,
+                job_id=job_id,
+                client_id=client_id,
+                task_type=task_type,
+                workflow_name=submission.workflow.name,
+                params=submission.params,
+                priority=submission.priority,
+                node_group=submission.node_group,
+                work=int(requirements.work),
+            )
+    except IntegrityError:
+        # A concurrent submit with the same key committed first: answer with its job.
+        if claim is None or (known := _known(client_id, claim)) is None:
+            raise
+        return known
+    with session_scope(DatabaseName.CLIENT) as client_db:
+        client_repo.add_client_job(client_db, job_id=job_id, client_id=client_id, task_type=task_type)
+    return Recorded(job_id, request)
+
+
+def _known(client_id: str, claim: IdempotencyClaim) -> Recorded | None:
+    """The job an earlier submit with this key created, or None; the key with another request is 422."""
+    with session_scope(DatabaseName.SHARED) as session:
+        row = idempotency.find_key(session, client_id, claim.key)
+        if row is None:
+            return None
+        if row.request_hash != claim.request_hash:
+            raise InvalidParameters([{
+                "field": "Idempotency-Key",
+                "message": "was used within 24 h for a different request; use a new key for a new job",
+            }])
+        return Recorded(row.job_id, None, replay=row.status_code)
+
+
+def _replay(recorded: Recorded) -> Task:
+    with session_scope(DatabaseName.SHARED) as session:
+        job = find_job(session, recorded.job_id, client_id=None)
+        if recorded.replay == 503:
+            raise SchedulerUnavailable(job.error or "the scheduler is unavailable")
+        return task_view(session, job)
+
+
+def _note_answer(client_id: str, key: str, status_code: int) -> None:
+    with session_scope(DatabaseName.SHARED) as session:
+        idempotency.set_answer_status(session, client_id, key, status_code)
 
 
 def _parse(task_type: str, body: dict[str, Any]) -> Submission:
+    checks.raise_for(checks.check_control_types(body))  # a list where a name belongs is a 422, not a crash
     errors: list[dict[str, str]] = []
     workflow_name = body.get("workflow_name")
     workflow: Workflow | None = None
@@ -149,12 +230,13 @@ def _parse(task_type: str, body: dict[str, Any]) -> Submission:
     if group not in get_config().nodes.group_names():
         errors.append({"field": "node_group", "message": f"unknown node group {group!r}"})
     params = {k: v for k, v in body.items() if k not in CONTROL_KEYS}
+    errors += checks.check_values(params)
     if workflow is not None:
         known = {p.name for p in workflow.parameters()}
         errors += [
             {"field": name, "message": f"unknown parameter; {workflow.name} takes {sorted(known)}"}
             for name in params
-            if name not in known
+            if name not in known and checks.text_problem(name) is None
         ]
     if errors or workflow is None:
         raise InvalidParameters(errors)
@@ -162,12 +244,7 @@ def _parse(task_type: str, body: dict[str, Any]) -> Submission:
 
 
 def _check_quota(session: Session, client_id: str) -> None:
-    client = client_repo.get_client(session, client_id)
-    if client is None or client.daily_quota is None:
-        return
-    used = client_repo.count_jobs_since(session, client_id, utcnow() - timedelta(days=1))
-    if used >= client.daily_quota:
-        raise QuotaExceeded(f"daily quota of {client.daily_quota} jobs used")
+    quotas.check_submit(session, client_id)  # jobs per day, submits per minute, unfinished jobs at once
 
 
 def _resolve_images(session: Session, client_id: str, submission: Submission) -> dict[str, str]:
@@ -184,12 +261,14 @@ def _resolve_images(session: Session, client_id: str, submission: Submission) ->
     return files
 
 
-def _validate_values(submission: Submission, input_files: dict[str, str]) -> dict[str, Any]:
+def _validate_values(submission: Submission, input_files: dict[str, str]) -> RenderedGraph:
     """Render once: every value is checked against its type, bounds and choices before anything is written."""
     try:
-        return render(submission.workflow, {**submission.params, **input_files}).graph
+        rendered = render(submission.workflow, {**submission.params, **input_files})
     except ParameterError as exc:
         raise InvalidParameters([{"field": exc.field, "message": exc.message}]) from exc
+    checks.raise_for(checks.check_rendered(submission.workflow, rendered.values))
+    return rendered
 
 
 def _check_placeable(submission: Submission, requirements: Requirements) -> None:

@@ -25,14 +25,13 @@ def add_key(session: Session, *, client_id: str, key: str, request_hash: str, jo
     """Record the key with the job it creates; flushed at once so a concurrent duplicate fails here.
 
     An expired row of the same key is replaced. The caller writes the job in the same transaction and, on
-    IntegrityError, reads the winner back with `find_key` in a new one."""
-    session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.client_id == client_id,
-            IdempotencyKey.idempotency_key == key,
-            IdempotencyKey.created_at <= utcnow() - KEY_TTL,
-        )
-    )
+    IntegrityError, reads the winner back with `find_key` in a new one. (Only an existing expired row is
+    deleted: a DELETE that matches nothing would take a gap lock on MySQL and turn two concurrent duplicates
+    into a deadlock instead of one duplicate-key error.)"""
+    old = session.get(IdempotencyKey, (client_id, key))
+    if old is not None and old.created_at <= utcnow() - KEY_TTL:
+        session.delete(old)
+        session.flush()
     session.add(
         IdempotencyKey(
             client_id=client_id, idempotency_key=key, request_hash=request_hash, job_id=job_id, status_code=202
