@@ -1,10 +1,12 @@
-"""Access log of client requests: an ASGI middleware queues rows, a background task writes them in batches."""
+"""Access log of client requests: an ASGI middleware queues rows, a background task writes them in batches; and
+the redaction of secrets (token query values, Authorization headers, client secrets) from every log line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -19,6 +21,47 @@ from database.types import utcnow
 log = logging.getLogger(__name__)
 
 _BATCH = 200
+REDACTED = "[redacted]"
+_SECRET_VALUE = re.compile(
+    r"(?i)\b((?:access_|refresh_|registration_|node_)?token|client_secret|secret|password)=([^&\s\"'#]+)"
+)
+_SECRET_JSON = re.compile(
+    r"(?i)(\"(?:(?:access_|refresh_|registration_|node_)?token|client_secret|password)\"\s*:\s*\")[^\"]*"
+)
+_CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """The text with secret values replaced: `token=...` in URLs, JSON secrets, Bearer/Basic credentials."""
+    text = _SECRET_VALUE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    text = _SECRET_JSON.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _CREDENTIALS.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message and string arguments (uvicorn logs a WebSocket's full URL, query included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def redact_logs() -> None:
+    """Put the filter on the loggers the API writes through and on their handlers (handler filters also see the
+    records other loggers propagate up); idempotent."""
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        for target in [logger, *logger.handlers]:
+            if _FILTER not in target.filters:
+                target.addFilter(_FILTER)
 _FLUSH_SECONDS = 1.0
 
 

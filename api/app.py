@@ -11,8 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from api import handlers, launcher
-from api.access_log import AccessLogMiddleware, AccessLogWriter
+from api.access_log import AccessLogMiddleware, AccessLogWriter, redact_logs
 from api.dispatcher import Dispatcher
+from api.revocation import SocketRegistry
 from api.routes import admin, auth, health, live, nodes, tasks
 from api.services import jobs
 from api.services.auth import ensure_admin_account
@@ -36,7 +37,10 @@ def _prepare_databases() -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(_prepare_databases)
     bus: ProgressBus = app.state.bus
+    sockets: SocketRegistry = app.state.sockets
+    bus.on_control(sockets.handle_event)
     await bus.start()
+    await sockets.start()
     await app.state.access_log.start()
     dispatcher: Dispatcher = app.state.dispatcher
     await dispatcher.start(await run_in_threadpool(jobs.pending_requests))
@@ -46,19 +50,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await dispatcher.stop()
         await app.state.access_log.stop()
+        await sockets.stop()
         await bus.stop()
         await launcher.aclose()
 
 
 def create_app() -> FastAPI:
-    settings = get_api_settings()  # a placeholder secret outside development stops here, before serving
+    settings = get_api_settings()  # a missing (production) or published-default secret stops here, naming it
     app = FastAPI(
         title="ComfyUI Web Service",
         version="2.0",
         description="Generation jobs over ComfyUI nodes, scheduled by Prefect.",
         lifespan=_lifespan,
     )
+    redact_logs()  # uvicorn's access and error logs carry WebSocket ?token= values otherwise
     app.state.bus = ProgressBus(redis_url=redis_url())
+    app.state.sockets = SocketRegistry()
     app.state.access_log = AccessLogWriter()
     app.state.dispatcher = Dispatcher()
     handlers.install(app)
@@ -66,7 +73,12 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware, writer=app.state.access_log)
+    # Only the front ends' origins, never "*": the configured list, plus the default pattern (the UIs' ports).
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=settings.cors_origin_regex or None,
+        allow_methods=["*"],
+        allow_headers=["*"],
     )
     return app

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api import permissions
 from api.dispatcher import Dispatcher
-from api.errors import Unauthorized
-from api.security import TokenKind, decode_token
+from api.errors import Forbidden, Unauthorized
+from api.revocation import revoke_event
+from api.security import NodeCredentials, TokenKind, decode_token
 from api.settings import get_api_settings
 from database.admin import models as admin_models
 from database.admin import repositories as admin_repo
@@ -20,6 +23,7 @@ from database.client import models as client_models
 from database.client import repositories as client_repo
 from database.engine import session_scope
 from database.enums import DatabaseName
+from workers.progress import ProgressBus
 
 _bearer = HTTPBearer(
     auto_error=False, description="Access token from /api/v2/auth/token or /admin/auth/login"
@@ -66,13 +70,28 @@ def client_from_token(session: Session, token: str) -> client_models.Client:
 
 
 def admin_from_token(session: Session, token: str) -> admin_models.AdminUser:
+    """The active admin a token belongs to; disable, enable, role and password changes bump the version: 401."""
     claims = decode_token(token)
     if claims.kind is not TokenKind.ADMIN:
-        raise Unauthorized("an admin token is required")
+        raise Unauthorized("an admin access token is required")
     user = admin_repo.get_admin_user(session, claims.subject)
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or user.token_version != claims.version:
         raise Unauthorized("token revoked")
     return user
+
+
+def require_role(user: admin_models.AdminUser, method: str, path: str) -> None:
+    """The permission table decides; a route missing from it is refused to everyone."""
+    needed = permissions.required_role(method, path)
+    if needed is None:
+        raise Forbidden(f"{method} {path} is not in the permission table")
+    if not permissions.allows(user.role, needed):
+        raise Forbidden(f"this needs the {needed} role; {user.username!r} is {user.role}")
+
+
+def _route_path(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
 
 
 def _current_client(request: Request, credentials: Credentials) -> client_models.Client:
@@ -84,22 +103,51 @@ def _current_client(request: Request, credentials: Credentials) -> client_models
     return client
 
 
-def _admin_user(session: AdminSession, credentials: Credentials) -> admin_models.AdminUser:
-    return admin_from_token(session, _token(credentials))
+def _admin_user(request: Request, session: AdminSession, credentials: Credentials) -> admin_models.AdminUser:
+    user = admin_from_token(session, _token(credentials))
+    require_role(user, request.method, _route_path(request))
+    return user
 
 
-def _node_caller(session: AdminSession, credentials: Credentials) -> str:
-    """A node presenting the node token, or an admin; returns who it was for the audit log."""
+def _node_caller(request: Request, session: AdminSession, credentials: Credentials) -> NodeCredentials:
+    """The shared node token, an operator's admin token, or another token the node service checks against the
+    node's own (a viewer's admin token is refused here: 403)."""
     token = _token(credentials)
-    configured = get_api_settings().node_token
-    if configured is not None and hmac.compare_digest(token, configured.get_secret_value()):
-        return "node-token"
-    return admin_from_token(session, token).username
+    if hmac.compare_digest(token.encode(), get_api_settings().node_secret().encode()):
+        return NodeCredentials(admin=None, shared_token=True, token=token)
+    try:
+        claims_kind = decode_token(token).kind
+    except Unauthorized:
+        return NodeCredentials(admin=None, shared_token=False, token=token)  # maybe the node's own token
+    if claims_kind is not TokenKind.ADMIN:
+        raise Unauthorized("the node token, the node's own token or an operator's token is required")
+    user = admin_from_token(session, token)
+    require_role(user, request.method, _route_path(request))
+    return NodeCredentials(admin=user, shared_token=False, token=token)
 
 
 CurrentClient = Annotated[client_models.Client, Depends(_current_client)]
 AdminUser = Annotated[admin_models.AdminUser, Depends(_admin_user)]
-NodeCaller = Annotated[str, Depends(_node_caller)]
+NodeCaller = Annotated[NodeCredentials, Depends(_node_caller)]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """Announces revoked identities once the response is out (so after the route's transaction committed): the
+    API processes close those identities' open WebSockets with 4401."""
+
+    background: BackgroundTasks
+    bus: ProgressBus
+
+    def revoke(self, kind: str, subject: str) -> None:
+        self.background.add_task(self.bus.publish, revoke_event(kind, subject))
+
+
+def _revocations(request: Request, background: BackgroundTasks) -> Revocations:
+    return Revocations(background=background, bus=request.app.state.bus)
+
+
+Revoker = Annotated[Revocations, Depends(_revocations)]
 
 
 def _dispatcher(request: Request) -> Dispatcher:

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import admin_from_token, client_from_token
+from api.deps import admin_from_token, client_from_token, require_role
 from api.errors import ApiError, Unauthorized
+from api.revocation import Identity
 from api.schemas import Task
 from database.engine import session_scope
 from database.enums import DatabaseName
@@ -60,34 +61,37 @@ async def _token(websocket: WebSocket, query_token: str | None) -> str:
     return token
 
 
-async def authenticate_client(websocket: WebSocket, query_token: str | None) -> str | None:
-    """The client id behind the socket's token, or None after rejecting the socket."""
+async def authenticate_client(websocket: WebSocket, query_token: str | None) -> Identity | None:
+    """The client behind the socket's token, or None after rejecting the socket."""
     try:
         token = await _token(websocket, query_token)
-        return await run_in_threadpool(_client_id, token)
+        return await run_in_threadpool(_client_identity, token)
     except ApiError as exc:
         await reject(websocket, exc, CLOSE_UNAUTHORIZED)
         return None
 
 
-async def authenticate_admin(websocket: WebSocket, query_token: str | None) -> bool:
+async def authenticate_admin(websocket: WebSocket, query_token: str | None) -> Identity | None:
+    """The admin behind the socket's token (any role the permission table allows the feed), or None."""
     try:
         token = await _token(websocket, query_token)
-        await run_in_threadpool(_admin_name, token)
-        return True
+        return await run_in_threadpool(_admin_identity, token, websocket.url.path)
     except ApiError as exc:
         await reject(websocket, exc, CLOSE_UNAUTHORIZED)
-        return False
+        return None
 
 
-def _client_id(token: str) -> str:
+def _client_identity(token: str) -> Identity:
     with session_scope(DatabaseName.CLIENT) as session:
-        return client_from_token(session, token).id
+        client = client_from_token(session, token)
+        return Identity("client", client.id, client.secret_version)
 
 
-def _admin_name(token: str) -> str:
+def _admin_identity(token: str, path: str) -> Identity:
     with session_scope(DatabaseName.ADMIN) as session:
-        return admin_from_token(session, token).username
+        user = admin_from_token(session, token)
+        require_role(user, "WS", path)
+        return Identity("admin", user.username, user.token_version)
 
 
 async def relay(websocket: WebSocket, subscription: Subscription) -> None:

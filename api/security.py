@@ -18,6 +18,7 @@ from joserfc.jwk import OctKey
 
 from api.errors import Unauthorized
 from api.settings import get_api_settings
+from database.admin.models import AdminUser
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _ALGORITHM = "HS256"
@@ -26,6 +27,7 @@ _ALGORITHM = "HS256"
 class TokenKind(StrEnum):
     CLIENT = "client"
     ADMIN = "admin"
+    ADMIN_REFRESH = "admin_refresh"  # only exchanged at /admin/auth/refresh for a new admin access token
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,19 @@ class TokenClaims:
     scope: str
     version: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCredentials:
+    """Who calls a node route: an operator (or admin), the shared node token, or maybe a node's own token."""
+
+    admin: AdminUser | None
+    shared_token: bool
+    token: str
+
+    @property
+    def actor(self) -> str:
+        return self.admin.username if self.admin is not None else "node-token" if self.shared_token else "node"
 
 
 def hash_secret(secret: str) -> str:
@@ -67,9 +82,19 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def token_lifetime(kind: TokenKind) -> int:
+    """Client tokens live an hour; admin access tokens 15 minutes, renewed with a refresh token (12 hours)."""
+    settings = get_api_settings()
+    return {
+        TokenKind.CLIENT: settings.token_ttl_seconds,
+        TokenKind.ADMIN: settings.admin_token_ttl_seconds,
+        TokenKind.ADMIN_REFRESH: settings.admin_refresh_ttl_seconds,
+    }[kind]
+
+
 def issue_token(*, subject: str, kind: TokenKind, scope: str, version: int) -> tuple[str, int]:
-    """A signed access token and its lifetime in seconds."""
-    ttl = get_api_settings().token_ttl_seconds
+    """A signed token and its lifetime in seconds; `version` must match the identity's on every use."""
+    ttl = token_lifetime(kind)
     now = int(time.time())
     claims = {
         "sub": subject,
@@ -88,7 +113,11 @@ def decode_token(token: str) -> TokenClaims:
     try:
         decoded = jwt.decode(token, _key(), algorithms=[_ALGORITHM])
         registry = jwt.JWTClaimsRegistry(
-            leeway=0, sub={"essential": True}, exp={"essential": True}, kind={"essential": True}
+            leeway=0,
+            sub={"essential": True},
+            exp={"essential": True},
+            kind={"essential": True},
+            ver={"essential": True},
         )
         registry.validate(decoded.claims)
         claims = decoded.claims
@@ -96,7 +125,7 @@ def decode_token(token: str) -> TokenClaims:
             subject=str(claims["sub"]),
             kind=TokenKind(claims["kind"]),
             scope=str(claims.get("scope", "")),
-            version=int(claims.get("ver", 0)),
+            version=int(claims["ver"]),
             expires_at=int(claims["exp"]),
         )
     except (JoseError, ValueError, KeyError, TypeError) as exc:
@@ -104,7 +133,7 @@ def decode_token(token: str) -> TokenClaims:
 
 
 def _key() -> OctKey:
-    return _imported_key(get_api_settings().jwt_secret.get_secret_value())
+    return _imported_key(get_api_settings().signing_secret())
 
 
 @lru_cache(maxsize=4)

@@ -8,27 +8,49 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from comfyws import secret_store
+from comfyws.config import get_config
 from comfyws.settings import get_settings
 
-PLACEHOLDER_SECRET = "change-me-development-only"
+RegistrationMode = Literal["open", "token", "closed"]
+# Origins of the front ends when none are configured: the client and admin UIs on their default ports at any
+# host name, and any port on this machine's loopback (where `comfyws run` and the tests serve them).
+DEFAULT_CORS_REGEX = r"https?://([^/:]+:(8001|8002)|(localhost|127\.0\.0\.1|\[::1\])(:\d+)?)"
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COMFYWS_API_", extra="ignore")
 
-    jwt_secret: SecretStr = Field(
-        SecretStr(PLACEHOLDER_SECRET), description="HMAC key that signs access tokens"
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC key that signs access tokens; unset = generated into the data dir (not in production)"
     )
-    token_ttl_seconds: int = Field(3600, ge=60, description="Lifetime of an access token")
-    registration: Literal["open", "admin"] = Field(
-        "open", description="open: anyone may register a client; admin: only with an admin token"
+    token_ttl_seconds: int = Field(3600, ge=60, description="Lifetime of a client access token")
+    admin_token_ttl_seconds: int = Field(900, ge=30, description="Lifetime of an admin access token")
+    admin_refresh_ttl_seconds: int = Field(
+        12 * 3600, ge=60, description="Lifetime of an admin refresh token (POST /admin/auth/refresh)"
     )
+    registration: Literal["open", "token", "closed", "admin"] | None = Field(
+        None,
+        description="Overrides config.yaml auth.registration: open, token (needs the registration token) or closed "
+        "(admin: the same as closed)",
+    )
+    registration_token: SecretStr | None = Field(
+        None, description="Token partners present to register a client when registration is `token`"
+    )
+    login_failures_per_minute: int = Field(
+        5, ge=1, description="Failed logins/token requests per minute per identity (client id, username)"
+    )
+    login_failures_per_minute_per_address: int = Field(
+        20, ge=1, description="Failed logins/token requests per minute per source address"
+    )
+    registrations_per_hour: int = Field(20, ge=1, description="Client registrations per hour per source address")
+    hash_concurrency: int = Field(2, ge=1, description="Password/secret hashes computed at once (scrypt, ~60 ms)")
     admin_username: str = Field("admin", description="Admin account created on first start")
     admin_password: SecretStr | None = Field(
         None, description="Password of that account; when unset a random one is generated and logged once"
     )
     node_token: SecretStr | None = Field(
-        None, description="Token nodes present to register and heartbeat; unset = only admins may"
+        None, description="Token nodes present to register; unset = generated into the data dir (not in production)"
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted upload")
     max_image_pixels: int = Field(
@@ -56,17 +78,55 @@ class ApiSettings(BaseSettings):
     dispatch_max_retry_s: float = Field(10.0, gt=0, description="Longest pause between retries of one job")
     migrate_on_start: bool = Field(True, description="Create the databases and apply migrations at start-up")
     access_log: bool = Field(True, description="Record client requests in the client database")
-    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins allowed by CORS")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Front-end origins allowed by CORS, exactly (e.g. https://admin.example)"
+    )
+    cors_origin_regex: str | None = Field(
+        DEFAULT_CORS_REGEX, description="Origins allowed by CORS by pattern; empty = only cors_origins"
+    )
 
     @model_validator(mode="after")
-    def _no_placeholder_outside_development(self) -> ApiSettings:
-        environment = get_settings().environment
-        if (
-            environment not in ("development", "test")
-            and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET
-        ):
-            raise ValueError("COMFYWS_API_JWT_SECRET must be set outside development")
+    def _secrets_usable(self) -> ApiSettings:
+        """Production refuses to start without its secrets, naming each; a published default is refused anywhere."""
+        given = [
+            (secret_store.JWT_SECRET, self.jwt_secret),
+            (secret_store.NODE_TOKEN, self.node_token),
+            (secret_store.INTERNAL_TOKEN, get_settings().internal_token),
+        ]
+        if self.registration_mode() == "token":
+            given.append((secret_store.REGISTRATION_TOKEN, self.registration_token))
+        problems = [
+            reason
+            for spec, value in given
+            if (reason := secret_store.problem(spec, _plain(value))) is not None
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def signing_secret(self) -> str:
+        return secret_store.resolve(secret_store.JWT_SECRET, _plain(self.jwt_secret))
+
+    def node_secret(self) -> str:
+        return secret_store.resolve(secret_store.NODE_TOKEN, _plain(self.node_token))
+
+    def registration_secret(self) -> str:
+        return secret_store.resolve(secret_store.REGISTRATION_TOKEN, _plain(self.registration_token))
+
+    def registration_mode(self) -> RegistrationMode:
+        """This setting, else config.yaml auth.registration, else closed in production and open elsewhere."""
+        if self.registration is not None:
+            return "closed" if self.registration == "admin" else self.registration
+        configured = get_config().auth.registration
+        if configured is not None:
+            return configured
+        return "closed" if get_settings().environment == "production" else "open"
+
+
+def _plain(value: SecretStr | str | None) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
 
 
 @lru_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,10 @@ class NodeGroup(_Strict):
     strategy: Strategy = Field("least_loaded", description="Load-balancing strategy for this group")
     workers: int = Field(1, ge=0, description="Workers `comfyws run` starts for this group's pool")
     concurrency: int = Field(8, ge=1, description="Flow runs one worker runs at once")
+    outage_wait_s: float = Field(
+        600.0, ge=0, description="How long a job waits while no node of the group can take it (all down, "
+        "unhealthy, disabled or draining) before it ends failed"
+    )
 
 
 class HealthConfig(_Strict):
@@ -48,10 +53,23 @@ class HealthConfig(_Strict):
     timeout_seconds: float = Field(5.0, gt=0, description="Probe timeout")
     unhealthy_after: int = Field(3, ge=1, description="Consecutive failures before a node is marked unhealthy")
     healthy_after: int = Field(2, ge=1, description="Consecutive successes before it is healthy again")
+    suspect_interval_seconds: float = Field(
+        1.0, gt=0, description="Seconds between probes of an unhealthy node (one that refused a job is marked "
+        "unhealthy at once), so a node that comes back is used again within seconds"
+    )
+
+
+# Where dynamically registered nodes may live: loopback and the private ranges. Link-local (169.254/16, the cloud
+# metadata service) and public addresses are out unless the operator adds them.
+DEFAULT_NODE_NETWORKS = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"]
 
 
 class NodesConfig(_Strict):
     static_nodes: list[StaticNode] = Field(default_factory=list, description="Nodes known from config")
+    allowed_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network(n) for n in DEFAULT_NODE_NETWORKS],
+        description="CIDRs a registered node's base_url must resolve into (static nodes are trusted as written)",
+    )
     groups: dict[str, NodeGroup] = Field(default_factory=dict, description="Per node-group settings")
     health: HealthConfig = Field(default_factory=HealthConfig, description="Health monitor settings")
     max_attempts: int = Field(3, ge=1, description="Distinct nodes a job may fail on before it ends failed")
@@ -157,6 +175,23 @@ class RedisConfig(_Strict):
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
 
+class SelfRegisteredQuota(_Strict):
+    daily_quota: int | None = Field(100, ge=0, description="Jobs per day; null = unlimited")
+    jobs_per_minute: int | None = Field(30, ge=0, description="Submits per minute; null = unlimited")
+    max_concurrent_jobs: int | None = Field(4, ge=0, description="Jobs not yet finished at once; null = unlimited")
+
+
+class AuthConfig(_Strict):
+    registration: Literal["open", "token", "closed"] | None = Field(
+        None,
+        description="Who may register a client at POST /api/v2/auth/register: anyone (open), holders of the "
+        "registration token (token), nobody but admins (closed); unset = closed in production, open elsewhere",
+    )
+    self_registered_quota: SelfRegisteredQuota = Field(
+        default_factory=SelfRegisteredQuota, description="Quota given to clients that registered themselves"
+    )
+
+
 class ServiceConfig(BaseModel):
     """The whole config.yaml. Unknown top-level keys are kept (operators annotate files) but not used."""
 
@@ -165,6 +200,7 @@ class ServiceConfig(BaseModel):
     mysql: MysqlConfig | None = Field(None, description="MySQL databases; SQLite files when absent")
     redis: RedisConfig | None = Field(None, description="Redis for cross-process progress; in-process when absent")
     nodes: NodesConfig = Field(default_factory=NodesConfig, description="ComfyUI nodes and groups")
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="Client registration policy")
     task_types: dict[str, TaskTypeConfig] = Field(default_factory=dict, description="Generation types")
 
 

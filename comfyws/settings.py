@@ -21,8 +21,11 @@ class Settings(BaseSettings):
     uploads_dir: Path = Field(PROJECT_ROOT / "uploads", description="Where client uploads are stored")
     workflows_dir: Path = Field(PROJECT_ROOT / "workflows", description="Workflow graphs and mappings")
     api_url: str = Field("http://127.0.0.1:8000", description="Where workers reach the API (progress events)")
-    internal_token: str = Field(
-        "dev-internal-token", description="Shared secret workers use to post progress to the API"
+    internal_token: str | None = Field(
+        None,
+        repr=False,
+        description="Shared secret workers use to post progress to the API; unset = generated into the data dir "
+        "(required in production). Read it through comfyws.secret_store.internal_token()",
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import httpx
@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from comfyws.config import get_config
 from comfyws.http import async_client
+from comfyws.secret_store import internal_token
 from comfyws.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ CHANNEL = "comfyws:job-events"
 INTERNAL_TOKEN_HEADER = "X-Comfyws-Internal-Token"
 EVENTS_PATH = "/internal/events"
 _QUEUE_SIZE = 256
+CONTROL_TYPES = frozenset({"revoke"})
 
 
 class ProgressSettings(BaseSettings):
@@ -86,6 +88,7 @@ class ProgressBus:
 
     def __init__(self, *, redis_url: str | None = None) -> None:
         self._subscriptions: set[Subscription] = set()
+        self._control_handlers: list[Callable[[Event], None]] = []
         self._redis_url = redis_url
         self._redis: aioredis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -117,7 +120,15 @@ class ProgressBus:
         else:
             self.deliver(event)
 
+    def on_control(self, handler: Callable[[Event], None]) -> None:
+        """Control events (`type` in CONTROL_TYPES, e.g. a revoked identity) go to these handlers, never to sockets."""
+        self._control_handlers.append(handler)
+
     def deliver(self, event: Event) -> None:
+        if event.get("type") in CONTROL_TYPES:
+            for handler in self._control_handlers:
+                handler(event)
+            return
         for subscription in list(self._subscriptions):
             if subscription.matches(event):
                 subscription.offer(event)
@@ -267,5 +278,4 @@ def make_publisher() -> Publisher:
     url = redis_url()
     if url:
         return RedisPublisher(url)
-    settings = get_settings()
-    return HttpPublisher(settings.api_url, settings.internal_token)
+    return HttpPublisher(get_settings().api_url, internal_token())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from api.admin_schemas import (
     AdminTask,
@@ -19,16 +19,26 @@ from api.admin_schemas import (
     ClientPatch,
     ClientSecret,
 )
-from api.deps import AdminSession, AdminUser, ClientSession, JobDispatcher, SharedSession
-from api.schemas import Task
+from api.deps import (
+    AdminSession,
+    AdminUser,
+    ClientSession,
+    JobDispatcher,
+    Revocations,
+    Revoker,
+    SharedSession,
+)
+from api.schemas import INT32_MAX, Task, error_responses
+from api.security_schemas import PasswordChange
 from api.services import admin as service
 from api.services import jobs
 from database.enums import JobStatus
 
-router = APIRouter(prefix="/api/v2/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v2/admin", tags=["admin"], responses=error_responses(401, 403, 422, 500))
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
+UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
 @router.get("/tasks", response_model=AdminTaskPage)
@@ -56,13 +66,13 @@ def list_tasks(
     )
 
 
-@router.get("/tasks/{task_id}", response_model=AdminTask)
+@router.get("/tasks/{task_id}", response_model=AdminTask, responses=error_responses(404))
 def get_task(task_id: str, admin: AdminUser, session: SharedSession, client_db: ClientSession) -> AdminTask:
     """One job with its owner, flow run and attempts."""
     return service.admin_task(session, client_db, task_id)
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=Task)
+@router.post("/tasks/{task_id}/cancel", response_model=Task, responses=error_responses(404, 503))
 async def cancel_task(task_id: str, admin: AdminUser) -> Task:
     """Cancel any job."""
     task = await jobs.cancel(task_id, client_id=None)
@@ -70,7 +80,12 @@ async def cancel_task(task_id: str, admin: AdminUser) -> Task:
     return task
 
 
-@router.post("/tasks/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Task)
+@router.post(
+    "/tasks/{task_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Task,
+    responses=error_responses(404, 409, 413, 429, 503),
+)
 async def retry_task(task_id: str, admin: AdminUser, dispatcher: JobDispatcher) -> Task:
     """A new job with the same client and parameters."""
     task = await jobs.retry(dispatcher, task_id)
@@ -86,7 +101,9 @@ def list_clients(
     return service.list_clients(session, limit=limit, offset=offset)
 
 
-@router.post("/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecret)
+@router.post(
+    "/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecret, responses=error_responses(409)
+)
 def create_client(
     body: ClientCreate, admin: AdminUser, session: ClientSession, admin_db: AdminSession
 ) -> ClientSecret:
@@ -101,31 +118,34 @@ def create_client(
     )
 
 
-@router.post("/clients/{client_id}/disable", response_model=ClientOut)
+@router.post("/clients/{client_id}/disable", response_model=ClientOut, responses=error_responses(404))
 def disable_client(
-    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession, revoker: Revoker
 ) -> ClientOut:
-    """Disable a client: its tokens stop working at once."""
+    """Disable a client: its tokens stop working and its sockets close (4401) at once."""
+    revoker.revoke("client", client_id)
     return service.set_active(session, admin_db, client_id, False, actor=admin.username)
 
 
-@router.post("/clients/{client_id}/enable", response_model=ClientOut)
+@router.post("/clients/{client_id}/enable", response_model=ClientOut, responses=error_responses(404))
 def enable_client(
-    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession, revoker: Revoker
 ) -> ClientOut:
     """Enable a client again (it needs a new token)."""
+    revoker.revoke("client", client_id)
     return service.set_active(session, admin_db, client_id, True, actor=admin.username)
 
 
-@router.post("/clients/{client_id}/rotate", response_model=ClientSecret)
+@router.post("/clients/{client_id}/rotate", response_model=ClientSecret, responses=error_responses(404))
 def rotate_client(
-    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession
+    client_id: str, admin: AdminUser, session: ClientSession, admin_db: AdminSession, revoker: Revoker
 ) -> ClientSecret:
-    """A new secret for a client, shown once; old tokens stop working."""
+    """A new secret for a client, shown once; old tokens stop working and its sockets close."""
+    revoker.revoke("client", client_id)
     return service.rotate(session, admin_db, client_id, actor=admin.username)
 
 
-@router.patch("/clients/{client_id}", response_model=ClientOut)
+@router.patch("/clients/{client_id}", response_model=ClientOut, responses=error_responses(404))
 def patch_client(
     client_id: str, body: ClientPatch, admin: AdminUser, session: ClientSession, admin_db: AdminSession
 ) -> ClientOut:
@@ -139,28 +159,45 @@ def list_users(admin: AdminUser, session: AdminSession) -> list[AdminUserOut]:
     return service.list_users(session)
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=AdminUserOut)
+@router.post(
+    "/users", status_code=status.HTTP_201_CREATED, response_model=AdminUserOut, responses=error_responses(409)
+)
 def create_user(body: AdminUserCreate, admin: AdminUser, session: AdminSession) -> AdminUserOut:
     """Create an admin account (admin role only)."""
     return service.create_user(session, body, actor=admin)
 
 
-@router.post("/users/{user_id}/disable", response_model=AdminUserOut)
-def disable_user(user_id: int, admin: AdminUser, session: AdminSession) -> AdminUserOut:
+@router.post("/users/{user_id}/disable", response_model=AdminUserOut, responses=error_responses(404, 409))
+def disable_user(user_id: UserId, admin: AdminUser, session: AdminSession, revoker: Revoker) -> AdminUserOut:
     """Disable an admin account: its tokens get 401 at once; the last active admin cannot be disabled (409)."""
-    return service.set_user_active(session, user_id, False, actor=admin)
+    return _revoking(revoker, service.set_user_active(session, user_id, False, actor=admin))
 
 
-@router.post("/users/{user_id}/enable", response_model=AdminUserOut)
-def enable_user(user_id: int, admin: AdminUser, session: AdminSession) -> AdminUserOut:
-    """Enable an admin account again."""
-    return service.set_user_active(session, user_id, True, actor=admin)
+@router.post("/users/{user_id}/enable", response_model=AdminUserOut, responses=error_responses(404, 409))
+def enable_user(user_id: UserId, admin: AdminUser, session: AdminSession, revoker: Revoker) -> AdminUserOut:
+    """Enable an admin account again (tokens from before the disable stay dead)."""
+    return _revoking(revoker, service.set_user_active(session, user_id, True, actor=admin))
 
 
-@router.patch("/users/{user_id}", response_model=AdminUserOut)
-def patch_user(user_id: int, body: AdminUserPatch, admin: AdminUser, session: AdminSession) -> AdminUserOut:
-    """Change an admin account's role; the last active admin keeps the admin role (409)."""
-    return service.set_user_role(session, user_id, body.role, actor=admin)
+@router.patch("/users/{user_id}", response_model=AdminUserOut, responses=error_responses(404, 409))
+def patch_user(
+    user_id: UserId, body: AdminUserPatch, admin: AdminUser, session: AdminSession, revoker: Revoker
+) -> AdminUserOut:
+    """Change an admin account's role (its tokens die); the last active admin keeps the admin role (409)."""
+    return _revoking(revoker, service.set_user_role(session, user_id, body.role, actor=admin))
+
+
+@router.post("/users/{user_id}/password", response_model=AdminUserOut, responses=error_responses(404))
+def set_password(
+    user_id: UserId, body: PasswordChange, admin: AdminUser, session: AdminSession, revoker: Revoker
+) -> AdminUserOut:
+    """Set an admin account's password; its tokens die and its sockets close."""
+    return _revoking(revoker, service.set_user_password(session, user_id, body.password, actor=admin))
+
+
+def _revoking(revoker: Revocations, user: AdminUserOut) -> AdminUserOut:
+    revoker.revoke("admin", user.username)
+    return user
 
 
 @router.get("/performance/nodes")

@@ -6,33 +6,38 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Header, Request, status
 
-from api.deps import AdminSession, ClientSession, Credentials, admin_from_token
-from api.errors import BadRequest, Forbidden, Unauthorized
-from api.schemas import (
-    AdminLoginRequest,
-    AdminTokenResponse,
-    RegisteredClient,
-    RegisterRequest,
-    TokenResponse,
-)
+from api.deps import AdminSession, ClientSession, Credentials, admin_from_token, require_role
+from api.errors import BadRequest, Unauthorized
+from api.schemas import AdminLoginRequest, RegisteredClient, RegisterRequest, TokenResponse
+from api.security_schemas import AdminSessionTokens, RefreshRequest
 from api.services import auth
-from api.settings import get_api_settings
 
 router = APIRouter(tags=["auth"])
 
 
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn applies X-Forwarded-For only from its trusted proxies)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 @router.post("/api/v2/auth/register", status_code=status.HTTP_201_CREATED, response_model=RegisteredClient)
 def register(
-    body: RegisterRequest, session: ClientSession, admin_db: AdminSession, credentials: Credentials
+    body: RegisterRequest,
+    request: Request,
+    session: ClientSession,
+    admin_db: AdminSession,
+    credentials: Credentials,
+    registration_token: Annotated[str | None, Header(alias="X-Registration-Token", max_length=512)] = None,
 ) -> RegisteredClient:
-    """Register a client application; its secret is shown once."""
-    if get_api_settings().registration == "admin":
-        if credentials is None:
-            raise Forbidden("registration needs an admin token")
-        admin_from_token(admin_db, credentials.credentials)
-    return auth.register_client(session, name=body.client_name, description=body.description)
+    """Register a client application (per config.yaml auth.registration); its secret is shown once."""
+    admin = admin_from_token(admin_db, credentials.credentials) if credentials is not None else None
+    if admin is not None:
+        require_role(admin, request.method, "/api/v2/auth/register")
+    auth.check_registration(registration_token=registration_token, admin=admin, address=client_address(request))
+    limits = None if admin is not None else auth.self_registered_limits()
+    return auth.register_client(session, name=body.client_name, description=body.description, limits=limits)
 
 
 async def _client_credentials(request: Request) -> tuple[str, str]:
@@ -75,14 +80,21 @@ ClientCredentials = Annotated[tuple[str, str], Depends(_client_credentials)]
 
 
 @router.post("/api/v2/auth/token", response_model=TokenResponse)
-def token(credentials: ClientCredentials, session: ClientSession) -> TokenResponse:
-    """Client-credentials grant: form, HTTP Basic or JSON."""
+async def token(credentials: ClientCredentials, request: Request) -> TokenResponse:
+    """Client-credentials grant: form, HTTP Basic or JSON; 5 failures a minute per client id lock it (429)."""
     client_id, secret = credentials
-    return auth.client_token(session, client_id=client_id, client_secret=secret)
+    return await auth.client_token(client_id=client_id, client_secret=secret, address=client_address(request))
 
 
-@router.post("/admin/auth/login", response_model=AdminTokenResponse)
-@router.post("/api/v2/admin/auth/login", response_model=AdminTokenResponse, include_in_schema=False)
-def admin_login(body: AdminLoginRequest, session: AdminSession) -> AdminTokenResponse:
-    """Admin login with username and password."""
-    return auth.admin_login(session, username=body.username, password=body.password)
+@router.post("/admin/auth/login", response_model=AdminSessionTokens)
+@router.post("/api/v2/admin/auth/login", response_model=AdminSessionTokens, include_in_schema=False)
+async def admin_login(body: AdminLoginRequest, request: Request) -> AdminSessionTokens:
+    """Admin login: a short-lived access token and a refresh token; failures are throttled (429)."""
+    return await auth.admin_login(username=body.username, password=body.password, address=client_address(request))
+
+
+@router.post("/admin/auth/refresh", response_model=AdminSessionTokens)
+@router.post("/api/v2/admin/auth/refresh", response_model=AdminSessionTokens, include_in_schema=False)
+def admin_refresh(body: RefreshRequest, session: AdminSession) -> AdminSessionTokens:
+    """A new access token (and refresh token) while the account is active and unchanged."""
+    return auth.refresh_admin(session, body.refresh_token)

@@ -19,8 +19,9 @@ from api.live import (
     relay,
     status_message,
 )
+from api.revocation import tracked
 from api.services import jobs
-from comfyws.settings import get_settings
+from comfyws.secret_store import internal_token
 from database.engine import session_scope
 from database.enums import DatabaseName
 from workers.progress import INTERNAL_TOKEN_HEADER, ProgressBus
@@ -37,9 +38,10 @@ def _read_task(task_id: str, client_id: str) -> dict[str, Any]:
 async def task_socket(websocket: WebSocket, task_id: str, token: str | None = None) -> None:
     """Live status, progress, previews and results of one of the client's jobs."""
     await websocket.accept()
-    client_id = await authenticate_client(websocket, token)
-    if client_id is None:
+    identity = await authenticate_client(websocket, token)
+    if identity is None:
         return
+    client_id = identity.subject
     # Subscribe before reading the state: an event between the two is then queued, not lost.
     async with bus_of(websocket).subscribe(client_id=client_id, job_id=task_id) as subscription:
         try:
@@ -48,17 +50,18 @@ async def task_socket(websocket: WebSocket, task_id: str, token: str | None = No
             await reject(websocket, exc, CLOSE_NOT_FOUND)
             return
         await websocket.send_json(current)
-        await relay(websocket, subscription)
+        async with tracked(websocket, identity):
+            await relay(websocket, subscription)
 
 
 @router.websocket("/api/v2/ws/tasks")
 async def tasks_socket(websocket: WebSocket, token: str | None = None) -> None:
     """Live events of all of the client's jobs."""
     await websocket.accept()
-    client_id = await authenticate_client(websocket, token)
-    if client_id is None:
+    identity = await authenticate_client(websocket, token)
+    if identity is None:
         return
-    async with bus_of(websocket).subscribe(client_id=client_id) as subscription:
+    async with bus_of(websocket).subscribe(client_id=identity.subject) as subscription, tracked(websocket, identity):
         await relay(websocket, subscription)
 
 
@@ -66,9 +69,10 @@ async def tasks_socket(websocket: WebSocket, token: str | None = None) -> None:
 async def admin_socket(websocket: WebSocket, token: str | None = None) -> None:
     """Every job's events and node events, for the dashboard."""
     await websocket.accept()
-    if not await authenticate_admin(websocket, token):
+    identity = await authenticate_admin(websocket, token)
+    if identity is None:
         return
-    async with bus_of(websocket).subscribe(client_id=None) as subscription:
+    async with bus_of(websocket).subscribe(client_id=None) as subscription, tracked(websocket, identity):
         await relay(websocket, subscription)
 
 
@@ -78,7 +82,7 @@ async def post_event(
     token: Annotated[str | None, Header(alias=INTERNAL_TOKEN_HEADER)] = None,
 ) -> dict[str, str]:
     """Workers publish job events here when no Redis is configured: one event, or a list of them in order."""
-    if token is None or not hmac.compare_digest(token, get_settings().internal_token):
+    if token is None or not hmac.compare_digest(token.encode(), internal_token().encode()):
         raise Unauthorized("internal token required")
     bus: ProgressBus = request.app.state.bus
     for event in await _events(request):

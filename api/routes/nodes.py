@@ -8,9 +8,11 @@ from fastapi import APIRouter, status
 
 from api.admin_schemas import HeartbeatIn, NodeHealthOut, NodeIn, NodeOut, StrategyIn, StrategyOut
 from api.deps import AdminSession, AdminUser, NodeCaller
+from api.schemas import error_responses
+from api.security_schemas import RegisteredNode
 from api.services import nodes
 
-router = APIRouter(prefix="/api/v2", tags=["nodes"])
+router = APIRouter(prefix="/api/v2", tags=["nodes"], responses=error_responses(401, 403, 404, 409, 422, 500))
 
 NodeAction = Literal["drain", "undrain", "disable", "enable"]
 
@@ -45,16 +47,17 @@ def node_health(node_id: str, admin: AdminUser, session: AdminSession) -> NodeHe
     return nodes.node_health(session, node_id)
 
 
-@router.post("/nodes/register", response_model=NodeOut)
-def register_node(body: NodeIn, caller: NodeCaller, session: AdminSession) -> NodeOut:
-    """A node announces itself (node token or admin)."""
-    return nodes.register(session, body, actor=caller)
+@router.post("/nodes/register", response_model=RegisteredNode)
+def register_node(body: NodeIn, caller: NodeCaller, session: AdminSession) -> RegisteredNode:
+    """A node announces itself: the node token (new ids; the node's own token is returned once), that own token
+    (re-registering) or an operator."""
+    return nodes.register(session, body, caller)
 
 
 @router.post("/nodes/{node_id}/heartbeat", response_model=NodeOut)
 def heartbeat(node_id: str, body: HeartbeatIn, caller: NodeCaller, session: AdminSession) -> NodeOut:
-    """A registered node says it is alive."""
-    return nodes.heartbeat(session, node_id, body)
+    """A registered node says it is alive (its own token, the node token or an operator)."""
+    return nodes.heartbeat(session, node_id, body, caller)
 
 
 @router.get("/admin/strategy/{group}", response_model=StrategyOut)

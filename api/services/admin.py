@@ -139,6 +139,15 @@ def set_user_role(session: Session, user_id: int, role: AdminRole, *, actor: Adm
     return AdminUserOut.model_validate(user)
 
 
+def set_user_password(session: Session, user_id: int, password: str, *, actor: AdminUser) -> AdminUserOut:
+    """A new password; the account's tokens die (the version bumps)."""
+    _require_admin_role(actor)
+    user = _user(session, user_id)
+    admin_repo.update_admin_user(session, user, password_hash=hash_secret(password))
+    admin_repo.add_audit(session, actor=actor.username, action="admin_user.password", target=user.username)
+    return AdminUserOut.model_validate(user)
+
+
 def create_user(session: Session, data: AdminUserCreate, *, actor: AdminUser) -> AdminUserOut:
     _require_admin_role(actor)
     if admin_repo.get_admin_user(session, data.username) is not None:

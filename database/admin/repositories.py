@@ -40,12 +40,21 @@ def lock_active_admin_ids(session: Session) -> list[int]:
 
 
 def update_admin_user(
-    session: Session, user: AdminUser, *, is_active: bool | None = None, role: AdminRole | None = None
+    session: Session,
+    user: AdminUser,
+    *,
+    is_active: bool | None = None,
+    role: AdminRole | None = None,
+    password_hash: str | None = None,
 ) -> AdminUser:
+    """Apply the changes and bump the token version: every token issued before any change dies."""
     if is_active is not None:
         user.is_active = is_active
     if role is not None:
         user.role = role
+    if password_hash is not None:
+        user.password_hash = password_hash
+    user.token_version += 1
     session.flush()
     return user
 
