@@ -41,6 +41,10 @@ from workflows.values import ParamType
 CONTROL_KEYS = ("workflow_name", "priority", "node_group")
 
 
+class _KeyTaken(Exception):
+    """Another submit with the same key committed between our check and our write."""
+
+
 @dataclass(frozen=True)
 class IdempotencyClaim:
     """A submit's Idempotency-Key and the digest of what it asked for."""
@@ -162,10 +166,11 @@ def _record(
     job_id = str(uuid.uuid4())
     try:
         with session_scope(DatabaseName.SHARED) as shared_db:
-            if claim is not None:  # same transaction as the job: a key never names a job that is not there
-                idempotency.add_key(
-                    shared_db, client_id=client_id, key=claim.key, request_hash=claim.request_hash, job_id=job_id
-                )
+            # The key goes in the job's transaction: a key never names a job that is not there.
+            if claim is not None and not idempotency.add_key(
+                shared_db, client_id=client_id, key=claim.key, request_hash=claim.request_hash, job_id=job_id
+            ):
+                raise _KeyTaken
             ledger.create_job(
                 shared_db,
                 job_id=job_id,
@@ -177,7 +182,7 @@ def _record(
                 node_group=submission.node_group,
                 work=int(requirements.work),
             )
-    except IntegrityError:
+    except (IntegrityError, _KeyTaken):
         # A concurrent submit with the same key committed first: answer with its job.
         if claim is None or (known := _known(client_id, claim)) is None:
             raise

@@ -21,15 +21,17 @@ def find_key(session: Session, client_id: str, key: str, *, now: datetime | None
     return row
 
 
-def add_key(session: Session, *, client_id: str, key: str, request_hash: str, job_id: str) -> None:
-    """Record the key with the job it creates; flushed at once so a concurrent duplicate fails here.
+def add_key(session: Session, *, client_id: str, key: str, request_hash: str, job_id: str) -> bool:
+    """Record the key with the job it creates; False when a live key is there already (read it back instead).
 
-    An expired row of the same key is replaced. The caller writes the job in the same transaction and, on
-    IntegrityError, reads the winner back with `find_key` in a new one. (Only an existing expired row is
-    deleted: a DELETE that matches nothing would take a gap lock on MySQL and turn two concurrent duplicates
-    into a deadlock instead of one duplicate-key error.)"""
+    Flushed at once so a concurrent duplicate fails here (IntegrityError); the caller writes the job in the same
+    transaction and then reads the winner back with `find_key` in a new one. An expired row of the same key is
+    replaced. (Only an existing expired row is deleted: a DELETE that matches nothing would take a gap lock on
+    MySQL and turn two concurrent duplicates into a deadlock instead of one duplicate-key error.)"""
     old = session.get(IdempotencyKey, (client_id, key))
-    if old is not None and old.created_at <= utcnow() - KEY_TTL:
+    if old is not None:
+        if old.created_at > utcnow() - KEY_TTL:
+            return False
         session.delete(old)
         session.flush()
     session.add(
@@ -38,6 +40,7 @@ def add_key(session: Session, *, client_id: str, key: str, request_hash: str, jo
         )
     )
     session.flush()
+    return True
 
 
 def set_answer_status(session: Session, client_id: str, key: str, status_code: int) -> None:
