@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
+from functools import partial
 
 from comfyws.config import ServiceConfig, get_config
 from comfyws.settings import get_settings
-from comfyws.supervisor import Supervisor
+from comfyws.supervisor import ChildSpec, StopTier, Supervisor
 from deployments.prefect_server import server_command
 
 log = logging.getLogger("comfyws.run")
@@ -43,22 +44,26 @@ def _prefect_env(ports: Ports) -> dict[str, str]:
 def _start_prefect(sup: Supervisor, ports: Ports) -> None:
     if not sup.env.get("PREFECT_HOME"):
         return
-    child = sup.start("prefect-server", server_command(host="127.0.0.1", port=ports.prefect))
-    sup.wait_http(child, f"http://127.0.0.1:{ports.prefect}/api/health", timeout=120)
+    sup.add(ChildSpec("prefect-server", server_command(host="127.0.0.1", port=ports.prefect), StopTier.SCHEDULER,
+                      ready_url=f"http://127.0.0.1:{ports.prefect}/api/health", ready_timeout=120))
 
 
-def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None:
-    """With no real nodes configured, a simulated node stands in (and says so)."""
-    if config.nodes.static_nodes:
-        return
-    child = sup.start_comfyws("simnode", "simnode", "--port", str(ports.simnode), "--name", "simnode-1",
-                              "--data-dir", str(get_settings().data_dir / "simnode"))
-    url = f"http://127.0.0.1:{ports.simnode}"
-    sup.wait_http(child, f"{url}/system_stats")
+def _register_simnode(url: str) -> None:
     from workers import registry
 
     registry.register_node(node_id="simnode-1", base_url=url, group="default", max_concurrent=2,
                            capabilities=[], weight=1.0)
+
+
+def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None:
+    """With no real nodes configured, a simulated node stands in (and says so); a restart keeps its port."""
+    if config.nodes.static_nodes:
+        return
+    url = f"http://127.0.0.1:{ports.simnode}"
+    args = _comfyws("simnode", "--port", str(ports.simnode), "--name", "simnode-1",
+                    "--data-dir", str(get_settings().data_dir / "simnode"))
+    sup.add(ChildSpec("simnode", args, StopTier.NODES, ready_url=f"{url}/system_stats",
+                      on_ready=partial(_register_simnode, url)))
 
 
 def _prepare(config: ServiceConfig) -> str | None:
@@ -82,10 +87,28 @@ def _prepare(config: ServiceConfig) -> str | None:
     return password
 
 
-def start_all(ports: Ports, *, frontends: bool = True) -> tuple[Supervisor, str | None]:
+def _comfyws(*args: str) -> list[str]:
+    return [sys.executable, "-m", "comfyws", *args]
+
+
+def _start_front(sup: Supervisor, ports: Ports, *, host: str, frontends: bool) -> None:
+    """The API, then the two front ends, on `host` (127.0.0.1 unless the operator exposes them)."""
+    sup.add(ChildSpec("api", _comfyws("api", "--host", host, "--port", str(ports.api)), StopTier.FRONT,
+                      ready_url=f"http://127.0.0.1:{ports.api}/health"))
+    if not frontends:
+        return
+    for name, kind, port in (("client-ui", "client", ports.client), ("admin-ui", "admin", ports.admin)):
+        sup.add(ChildSpec(name, _comfyws("frontend", kind, "--host", host, "--port", str(port)), StopTier.FRONT,
+                          ready_url=f"http://127.0.0.1:{port}/"))
+
+
+def start_all(ports: Ports, *, host: str = "127.0.0.1", frontends: bool = True) -> tuple[Supervisor, str | None]:
+    """Start every part in dependency order, each once it can be used; on any failure stop what started."""
     config = get_config()
     settings = get_settings()
-    sup = Supervisor(log_dir=settings.data_dir / "logs")
+    sup = Supervisor(log_dir=settings.data_dir / "logs", state_path=settings.data_dir / "run.json",
+                     info={"host": host, "ports": asdict(ports)})
+    sup.signals.install()
     sup.env.update(_prefect_env(ports))
     os.environ.update(sup.env)
     sup.env["COMFYWS_API_URL"] = f"http://127.0.0.1:{ports.api}"
@@ -95,29 +118,22 @@ def start_all(ports: Ports, *, frontends: bool = True) -> tuple[Supervisor, str 
         _start_simnode(sup, config, ports)
         for group in config.nodes.group_names():
             for index in range(config.nodes.group(group).workers):
-                sup.start_comfyws(f"worker-{group}-{index}", "worker", "--group", group)
-        sup.start_comfyws("monitor", "monitor")
-        api = sup.start_comfyws("api", "api", "--host", "0.0.0.0", "--port", str(ports.api))
-        sup.wait_http(api, f"http://127.0.0.1:{ports.api}/health")
-        if frontends:
-            client = sup.start_comfyws("client-ui", "frontend", "client", "--port", str(ports.client))
-            admin = sup.start_comfyws("admin-ui", "frontend", "admin", "--port", str(ports.admin))
-            sup.wait_http(client, f"http://127.0.0.1:{ports.client}/")
-            sup.wait_http(admin, f"http://127.0.0.1:{ports.admin}/")
+                sup.add(ChildSpec(f"worker-{group}-{index}", _comfyws("worker", "--group", group), StopTier.WORKERS))
+        sup.add(ChildSpec("monitor", _comfyws("monitor"), StopTier.MONITOR))
+        _start_front(sup, ports, host=host, frontends=frontends)
     except BaseException:
-        sup.stop_all()
+        sup.stop_all(grace=0)
         raise
     return sup, admin_password
 
 
-def supervise(sup: Supervisor) -> int:
-    """Block until Ctrl-C or until a child dies; then stop everything."""
+def supervise(sup: Supervisor, *, grace: float) -> int:
+    """Keep the service up (restarting what crashes) until SIGTERM, SIGINT or SIGHUP; then stop it in order."""
     try:
-        while (dead := sup.first_exited()) is None:
-            time.sleep(1.0)
-        log.error("%s exited with %s; stopping.\n%s", dead.name, dead.process.returncode, sup.tail(dead))
-        return 1
-    except KeyboardInterrupt:
+        sup.supervise()
+        log.info("%s received: stopping (workers get %.0fs to finish their runs)",
+                 sup.signals.last.name if sup.signals.last else "stop", grace)
         return 0
     finally:
-        sup.stop_all()
+        sup.stop_all(grace=grace)
+        log.info("stopped")
