@@ -17,6 +17,7 @@ from api.live import (
     bus_of,
     reject,
     relay,
+    result_message,
     status_message,
 )
 from api.revocation import tracked
@@ -29,9 +30,12 @@ from workers.progress import INTERNAL_TOKEN_HEADER, ProgressBus
 router = APIRouter(tags=["live"])
 
 
-def _read_task(task_id: str, client_id: str) -> dict[str, Any]:
+def _read_task(task_id: str, client_id: str) -> list[dict[str, Any]]:
+    """The job's current state as messages: its status, and its results when it has completed."""
     with session_scope(DatabaseName.SHARED) as session:
-        return status_message(jobs.get_task(session, task_id, client_id=client_id))
+        task = jobs.get_task(session, task_id, client_id=client_id)
+    result = result_message(task)
+    return [status_message(task)] if result is None else [status_message(task), result]
 
 
 @router.websocket("/api/v2/ws/tasks/{task_id}")
@@ -49,8 +53,9 @@ async def task_socket(websocket: WebSocket, task_id: str, token: str | None = No
         except ApiError as exc:
             await reject(websocket, exc, CLOSE_NOT_FOUND)
             return
-        await websocket.send_json(current)
-        async with tracked(websocket, identity):
+        async with tracked(websocket, identity):  # tracked before the first message: a revocation after it bites
+            for message in current:
+                await websocket.send_json(message)
             await relay(websocket, subscription)
 
 

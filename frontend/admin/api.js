@@ -5,6 +5,10 @@
 
 const TOKEN_KEY = "comfyws.admin.token";
 const USER_KEY = "comfyws.admin.user";
+const REFRESH_KEY = "comfyws.admin.refresh";
+const EXPIRES_KEY = "comfyws.admin.expires";
+// Access tokens live 15 minutes: renew a minute before the end (or after a 401) with the refresh token.
+const RENEW_BEFORE_MS = 60_000;
 const ADMIN = "/api/v2/admin";
 const POLL_MS = 2500;
 const RECONNECT_MS = 5000;
@@ -52,17 +56,48 @@ export function currentUser() {
 }
 
 export function signOut(reason = "") {
-  sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(USER_KEY);
+  for (const key of [TOKEN_KEY, USER_KEY, REFRESH_KEY, EXPIRES_KEY]) sessionStorage.removeItem(key);
   listeners.forEach((listener) => listener(reason));
 }
 
-/** POST /admin/auth/login; keeps the token for this tab only. */
+function keepSession(body) {
+  sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  if (body.refresh_token) sessionStorage.setItem(REFRESH_KEY, body.refresh_token);
+  sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + Number(body.expires_in || 0) * 1000));
+}
+
+/** POST /admin/auth/login; keeps the tokens for this tab only. */
 export async function signIn(username, password) {
   const body = await request("POST", "/admin/auth/login", { body: { username, password }, auth: false });
-  sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  keepSession(body);
   sessionStorage.setItem(USER_KEY, JSON.stringify({ username, role: body.role }));
   return body;
+}
+
+const expiresSoon = () => Number(sessionStorage.getItem(EXPIRES_KEY) || 0) - Date.now() < RENEW_BEFORE_MS;
+let renewal = null;
+
+/** POST /admin/auth/refresh (one at a time): true once a new access token is kept, false if the session is over. */
+function renew() {
+  const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+  if (!refreshToken) return Promise.resolve(false);
+  renewal ??= (async () => {
+    try {
+      const response = await fetch(`${apiBase()}/admin/auth/refresh`, {
+        method: "POST",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: refreshToken }),
+      });
+      if (!response.ok) return false;
+      keepSession(await response.json());
+      return true;
+    } catch {
+      return false;
+    }
+  })().finally(() => {
+    renewal = null;
+  });
+  return renewal;
 }
 
 // ---- HTTP ------------------------------------------------------------------------------------------
@@ -72,19 +107,27 @@ function query(params = {}) {
   return pairs.length ? `?${new URLSearchParams(pairs)}` : "";
 }
 
-async function request(method, path, { body, params, auth = true } = {}) {
+async function send(method, path, { body, params, auth }) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (auth && token()) headers.Authorization = `Bearer ${token()}`;
-  let response;
   try {
-    response = await fetch(apiBase() + path + query(params), {
+    return await fetch(apiBase() + path + query(params), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, "unreachable", `Cannot reach the API at ${apiBase() || location.origin}.`);
+  }
+}
+
+async function request(method, path, { body, params, auth = true } = {}) {
+  if (auth && token() && expiresSoon()) await renew();
+  let response = await send(method, path, { body, params, auth });
+  // An expired (or revoked) access token: one renewal, then the same request again; a refused renewal signs out.
+  if (response.status === 401 && auth && token() && (await renew())) {
+    response = await send(method, path, { body, params, auth });
   }
   const data = response.status === 204 ? null : parseJson(await response.text());
   if (!response.ok) throw errorOf(response.status, data, auth);

@@ -1,4 +1,5 @@
-/** Clients: create, disable or enable, rotate the secret (shown once) and set the daily quota. */
+/** Clients: create, disable or enable, rotate the secret (shown once) and set the quota (jobs per day, submits per
+ * minute, unfinished jobs at once). */
 
 import { clients } from "../api.js";
 import { useLiveLoad, useFeedback, StatusBadge, Feedback } from "./common.js";
@@ -6,6 +7,7 @@ import { time } from "./format.js";
 import SecretBox from "./SecretBox.js";
 
 const { ref, reactive } = window.Vue;
+const LIMITS = ["daily_quota", "jobs_per_minute", "max_concurrent_jobs"];
 
 export default {
   name: "ClientsView",
@@ -19,7 +21,9 @@ export default {
     const { loadError, reload } = useLiveLoad(async () => {
       rows.value = (await clients.list()).items || [];
       // An edit in progress is kept; other quota fields follow the server.
-      for (const c of rows.value) if (!(c.client_id in quotas)) quotas[c.client_id] = c.daily_quota ?? "";
+      for (const c of rows.value) {
+        if (!(c.client_id in quotas)) quotas[c.client_id] = Object.fromEntries(LIMITS.map((k) => [k, c[k] ?? ""]));
+      }
     });
     const quotaOf = (value) => (value === "" || value === null ? null : Number(value));
     const create = async () => {
@@ -40,8 +44,9 @@ export default {
       if (rotated) secret.value = rotated;
     };
     const saveQuota = async (client) => {
-      const daily_quota = quotaOf(quotas[client.client_id]);
-      await feedback.run(() => clients.update(client.client_id, { daily_quota }), `Quota of ${client.client_name} saved.`);
+      const edited = quotas[client.client_id];
+      const changes = Object.fromEntries(LIMITS.map((k) => [k, quotaOf(edited[k])]));
+      await feedback.run(() => clients.update(client.client_id, changes), `Quota of ${client.client_name} saved.`);
       delete quotas[client.client_id];
       await reload();
     };
@@ -55,16 +60,18 @@ export default {
       <secret-box v-if="secret" :secret="secret" @dismiss="secret = null" />
       <div class="table-wrap">
         <table class="cards" data-testid="clients-table">
-          <thead><tr><th>Name</th><th>State</th><th>Daily quota</th><th>Created</th><th>Actions</th></tr></thead>
+          <thead><tr><th>Name</th><th>State</th><th>Quota</th><th>Created</th><th>Actions</th></tr></thead>
           <tbody>
             <tr v-for="c in rows" :key="c.client_id" :data-client="c.client_id">
               <td data-label="Name"><strong class="client-name">{{ c.client_name }}</strong>
                 <small class="muted block">{{ c.client_id }}</small>
                 <small v-if="c.description" class="block">{{ c.description }}</small></td>
               <td data-label="State"><status-badge :state="c.is_active ? 'active' : 'disabled'" /></td>
-              <td data-label="Daily quota">
-                <form class="inline" @submit.prevent="saveQuota(c)">
-                  <input v-model="quotas[c.client_id]" type="number" min="0" placeholder="unlimited" :aria-label="'daily quota of ' + c.client_name">
+              <td data-label="Quota">
+                <form class="inline quota" @submit.prevent="saveQuota(c)">
+                  <input v-model="quotas[c.client_id].daily_quota" type="number" min="0" placeholder="unlimited" title="jobs per day" :aria-label="'daily quota of ' + c.client_name">
+                  <input v-model="quotas[c.client_id].jobs_per_minute" type="number" min="0" placeholder="no rate limit" title="submits per minute" :aria-label="'jobs per minute of ' + c.client_name">
+                  <input v-model="quotas[c.client_id].max_concurrent_jobs" type="number" min="0" placeholder="no cap" title="unfinished jobs at once" :aria-label="'concurrent jobs of ' + c.client_name">
                   <button type="submit" class="secondary">Save</button>
                 </form>
               </td>
