@@ -14,12 +14,11 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import get_current_settings
 from prefect.states import State
 
-from comfyws.config import get_config
 from comfyws.settings import get_settings
 from database.enums import AttemptStatus, JobStatus
 from flows import ledger
 from flows.models import StoredResult
-from flows.node_run import node_snapshot, stop_prompt
+from flows.node_run import JobFailed, JobStopped, node_snapshot, stop_prompt
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from flows.settings import get_flow_settings
@@ -35,11 +34,14 @@ async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, A
     """Run one job to a final state in the ledger; returns a small summary for the Prefect UI."""
     prepared = await prepare_job(job_id, request)
     if prepared is None:
+        await _cancel_on_node(job_id)  # a job left `cancelling` by a run that died ends cancelled now
         return {"job_id": job_id, "skipped": "job already final"}
-    attempts = get_config().nodes.max_attempts
     try:
-        node_run = await run_on_node.with_options(retries=attempts - 1)(job_id, request, prepared)
+        node_run = await run_on_node(job_id, request, prepared)
         results = await store_results(job_id, node_run)
+    except JobStopped:
+        await _settle_stopped(job_id, prepared.client_id)
+        return {"job_id": job_id, "skipped": "cancelled before it ran"}
     except Exception as exc:
         await _fail(job_id, prepared.client_id, exc)
         raise
@@ -49,12 +51,21 @@ async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, A
 
 
 async def _fail(job_id: str, client_id: str, exc: BaseException) -> None:
+    """End the job failed: the node's own verdict first (JobFailed says it as is), then every attempt's error."""
     history = await ledger.attempt_errors(job_id)
-    message = f"{type(exc).__name__}: {exc}"
+    message = str(exc) if isinstance(exc, JobFailed) else f"{type(exc).__name__}: {exc}"
     if history:
         message += " | " + " | ".join(history)
-    if await ledger.finish(job_id, JobStatus.FAILED, error=message):
-        await publish(job_id, client_id, "status", status=JobStatus.FAILED.value, error=message)
+    ended = await ledger.finish(job_id, JobStatus.FAILED, error=message)
+    if ended is not None:
+        error = message if ended is JobStatus.FAILED else None
+        await publish(job_id, client_id, "status", status=ended.value, error=error)
+
+
+async def _settle_stopped(job_id: str, client_id: str) -> None:
+    """The job was cancelled before its prompt reached a node: a cancel that found it `cancelling` ends now."""
+    if await ledger.finish(job_id, JobStatus.CANCELLED) is not None:
+        await publish(job_id, client_id, "status", status=JobStatus.CANCELLED.value)
 
 
 async def _publish_artifact(
@@ -101,7 +112,15 @@ async def fail_unfinished_job(flow: Flow[..., Any], flow_run: FlowRun, state: St
 
 async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """on_cancellation hook: stop the job's prompt on its node and end the job cancelled."""
-    job_id = str(flow_run.parameters.get("job_id", ""))
+    await _cancel_on_node(str(flow_run.parameters.get("job_id", "")))
+
+
+async def _cancel_on_node(job_id: str) -> None:
+    """Stop the prompt of the job's open attempt on its node, then end the job cancelled (a job that is not being
+    cancelled, or already final, is left as it is)."""
+    job = await ledger.load_job(job_id)
+    if job is None or JobStatus(job.status).is_final:
+        return
     attempt = await ledger.running_attempt(job_id)
     if attempt is not None:
         node = await node_snapshot(attempt.node_id)
@@ -109,6 +128,5 @@ async def interrupt_on_node(flow: Flow[..., Any], flow_run: FlowRun, state: Stat
             async with ComfyUIClient(node.base_url) as client:
                 await stop_prompt(client, attempt.prompt_id)
         await ledger.finish_attempt(attempt.id, AttemptStatus.CANCELLED, error="cancelled")
-    job = await ledger.load_job(job_id)
-    if job is not None and await ledger.finish(job_id, JobStatus.CANCELLED):
+    if await ledger.finish(job_id, JobStatus.CANCELLED) is not None:
         await publish(job_id, job.client_id, "status", status=JobStatus.CANCELLED.value)

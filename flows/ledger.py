@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from database.engine import session_scope
 from database.enums import AttemptStatus, DatabaseName, JobStatus
 from database.shared import repositories as repo
+from database.shared import transitions
 from database.shared.models import Job, JobAttempt
 from flows.slots import slot_released
 
@@ -44,17 +45,6 @@ async def running_attempt(job_id: str) -> JobAttempt | None:
     return await _in_tx(work)
 
 
-async def failed_nodes(job_id: str) -> frozenset[str]:
-    """Nodes this job already failed on: a retry goes elsewhere."""
-
-    def work(session: Session) -> frozenset[str]:
-        job = repo.get_job(session, job_id)
-        rows = job.attempt_rows if job else []
-        return frozenset(a.node_id for a in rows if a.status == AttemptStatus.FAILED)
-
-    return await _in_tx(work)
-
-
 async def attempt_errors(job_id: str) -> list[str]:
     """One line per failed attempt, for the job's final error."""
 
@@ -70,9 +60,13 @@ async def record_values(job_id: str, values: dict[str, Any], seed: int | None) -
     await _in_tx(lambda s: repo.record_values(s, job_id, values=values, seed=seed))
 
 
-async def start_attempt(job_id: str, *, node_id: str, prompt_id: str) -> int:
-    def work(session: Session) -> int:
-        repo.mark_running(session, job_id, node_id=node_id, prompt_id=prompt_id)
+async def start_attempt(job_id: str, *, node_id: str, prompt_id: str) -> int | None:
+    """A new attempt on the node the job claimed; None (nothing written) when the job no longer holds that slot
+    (a cancel came first): its prompt must not be sent."""
+
+    def work(session: Session) -> int | None:
+        if not repo.mark_running(session, job_id, node_id=node_id, prompt_id=prompt_id):
+            return None
         return repo.start_attempt(session, job_id, node_id=node_id, prompt_id=prompt_id).id
 
     return await _in_tx(work)
@@ -102,15 +96,23 @@ async def add_result(job_id: str, **fields: Any) -> None:
     await _in_tx(lambda s: repo.add_result(s, job_id, **fields))
 
 
-async def finish(job_id: str, status: JobStatus, *, error: str | None = None) -> bool:
-    """Move the job to a final state; False when it already was final (a second run changes nothing)."""
+async def finish(job_id: str, status: JobStatus, *, error: str | None = None) -> JobStatus | None:
+    """Move the job to a final state; the state it ended in, or None when it already was final (a second run
+    changes nothing). A job being cancelled ends `cancelled` whatever its run did meanwhile."""
 
-    def work(session: Session) -> bool:
+    def work(session: Session) -> JobStatus | None:
         if status is JobStatus.COMPLETED:
-            return repo.mark_completed(session, job_id)
-        if status is JobStatus.CANCELLED:
-            return repo.mark_cancelled(session, job_id)
-        return repo.mark_failed(session, job_id, error or "failed")
+            done = repo.mark_completed(session, job_id)
+        elif status is JobStatus.FAILED:
+            done = repo.mark_failed(session, job_id, error or "failed")
+        else:
+            done = repo.mark_cancelled(session, job_id)
+        if done:
+            return status
+        # Refused: the job is final already, or `cancelling` (then it ends cancelled, whatever the run did).
+        cancelling = frozenset({JobStatus.CANCELLING})
+        moved = transitions.move(session, job_id, JobStatus.CANCELLED, only_from=cancelling)
+        return JobStatus.CANCELLED if moved else None
 
     changed = await _in_tx(work)
     slot_released()  # a final job holds no node slot

@@ -1,75 +1,144 @@
-"""One attempt of a job on a node: claim a slot, upload inputs, submit, follow, and the rules for retrying."""
+"""A job on a node: claim a slot, upload inputs, submit, follow; what happens when the node fails it.
+
+- A node that is down, refuses, hangs or loses the prompt (NodeUnavailable) is marked suspect at once (the health
+  monitor re-probes it every second) and the job waits for the next node: another one, or the same one once it
+  answers again. The job fails only when its group had no node up for `outage_wait_s`.
+- A node fault while the prompt ran (out of memory, a GPU error) counts as an execution and the job moves on;
+  `max_attempts` executions end it failed. Attempts the node never took (refused connections) do not count.
+- What would fail on any node (a graph the node rejected, an execution error in the graph itself) ends the job at
+  once, its error starting with the node's own message.
+- Never twice: a prompt id stays with its node, so the same node is asked for the same prompt again (it follows the
+  run it already has, or its history); a prompt left on a node the job moved away from is stopped by the monitor
+  once that node answers again (`workers.health`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-from prefect import Task
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
 from comfyws.config import get_config
 from comfyws.settings import get_settings
 from database.enums import AttemptStatus
-from database.shared.repositories import PRIORITY_RANK
 from flows import ledger
+from flows.claims import JobStopped, NoNodeAvailable, Outage, claim
 from flows.models import NodeRun, PreparedJob
 from flows.params import GenerationRequest
 from flows.reporting import ProgressReporter, publish
 from flows.settings import get_flow_settings
-from flows.slots import pass_on, wait_turn, waiting_line
-from workers import registry
-from workers.balancer import NodeSnapshot, NoEligibleNode, requirements_for
+from workers import health, registry
+from workers.balancer import NodeSnapshot, requirements_for
 from workers.comfyui.client import ComfyUIClient
-from workers.comfyui.errors import ComfyUIError, ExecutionFailed, NodeTimeout, NodeUnavailable
+from workers.comfyui.errors import (
+    ComfyUIError,
+    ExecutionFailed,
+    NodeTimeout,
+    NodeUnavailable,
+    PromptInterrupted,
+    PromptRejected,
+)
 from workers.comfyui.models import RunResult
 
-# A node that is down, hangs, loses the prompt or fails while running it: the job moves to another node.
-# A graph the node rejected (PromptRejected) would be rejected anywhere: never retried.
-RETRYABLE = (NodeUnavailable, ExecutionFailed)
+__all__ = ["JobFailed", "JobStopped", "NoNodeAvailable", "node_snapshot", "run_on_some_node", "stop_prompt"]
 
 
-class NoNodeAvailable(Exception):
-    """No node of the group can run the job (none eligible, or none freed a slot in time)."""
+class JobFailed(Exception):
+    """The job cannot succeed: the node's verdict on its graph, or its attempts are used up."""
 
 
-def is_node_trouble(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry condition of run-on-node: only failures of the node, never a rejected graph."""
-    return isinstance(state.data, RETRYABLE)
+@dataclass
+class Attempts:
+    """What this flow run learned from the job's attempts so far."""
+
+    executions: int = 0  # prompts a node took and then failed (what max_attempts counts)
+    failed_on: set[str] = field(default_factory=set)
+    prompt_on: dict[str, str] = field(default_factory=dict)  # node -> the prompt id it may still know
+    not_taken_since: float | None = None  # first of the refusals in a row (no node took the prompt since)
 
 
 async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeRun:
-    resumed = await _resume(job_id, prepared)
+    """Run the job's prompt on nodes of its group until one succeeds, or the job cannot succeed."""
+    book = Attempts()
+    resumed = await _resume(job_id, prepared, book)
     if resumed is not None:
         return resumed
-    node = await _claim(job_id, request, prepared)
-    prompt_id = str(uuid.uuid4())
+    await ledger.release_node(job_id)  # a slot an earlier run of this flow claimed, then died holding
+    outage = Outage(job_id, prepared.client_id, request.node_group)
+    max_executions = get_config().nodes.max_attempts
+    while True:
+        node = await claim(job_id, request, prepared, prefer_not=frozenset(book.failed_on), outage=outage)
+        try:
+            return await _attempt(job_id, node, prepared, book)
+        except NodeUnavailable as exc:
+            await asyncio.to_thread(health.mark_suspect, node.node_id, f"{type(exc).__name__}: {exc}")
+            _check_refusals(book, outage)
+        except ExecutionFailed as exc:
+            if not exc.node_fault:
+                raise JobFailed(f"{exc.node_message} (failed on node {node.node_id})") from exc
+        except PromptRejected as exc:
+            raise JobFailed(f"{exc.node_message} (rejected by node {node.node_id})") from exc
+        except PromptInterrupted:
+            pass  # not by us (the job was not cancelled): an operator, or the monitor stopping a stale copy
+        if book.executions >= max_executions:
+            raise JobFailed(f"failed on {book.executions} nodes' executions (max_attempts {max_executions})")
+
+
+def _check_refusals(book: Attempts, outage: Outage) -> None:
+    """Refusals alone never end a job while the group's outage wait lasts; past it, they do."""
+    if book.not_taken_since is not None and time.monotonic() - book.not_taken_since > outage.limit_s:
+        raise JobFailed(f"no node of group {outage.group!r} took the job for {outage.limit_s:g} s")
+
+
+async def _attempt(job_id: str, node: NodeSnapshot, prepared: PreparedJob, book: Attempts) -> NodeRun:
+    """One attempt on a claimed node; the attempt is closed and the slot given back whatever happens."""
+    prompt_id = book.prompt_on.get(node.node_id) or str(uuid.uuid4())
+    known = node.node_id in book.prompt_on  # the node may hold this prompt already: ask before sending
     attempt_id = await ledger.start_attempt(job_id, node_id=node.node_id, prompt_id=prompt_id)
+    if attempt_id is None:
+        raise JobStopped(f"job {job_id} was cancelled before its prompt went to {node.node_id}")
     await publish(job_id, prepared.client_id, "status", status="running", node_id=node.node_id)
+    taken = False
+
+    def on_submitted(_: object) -> None:
+        nonlocal taken
+        taken = True
+        book.prompt_on[node.node_id] = prompt_id
+        book.not_taken_since = None
+
     async with ComfyUIClient(node.base_url, client_id="comfyws") as client:
         try:
             graph = await _upload_inputs(client, prepared)
             result = await client.run(
-                graph,
-                prompt_id=prompt_id,
-                new=True,  # made above, for this attempt only
+                graph, prompt_id=prompt_id, new=not known, on_submitted=on_submitted,
                 on_event=ProgressReporter(job_id, prepared.client_id, node_id=node.node_id),
-                idle_timeout=get_flow_settings().idle_timeout_s,
-                total_timeout=get_flow_settings().total_timeout_s,
+                idle_timeout=get_flow_settings().idle_timeout_s, total_timeout=get_flow_settings().total_timeout_s,
             )
         except BaseException as exc:
             # Shielded: a cancelled run must still stop its prompt on the node and close its attempt.
             with anyio.CancelScope(shield=True):
                 if isinstance(exc, NodeTimeout | asyncio.CancelledError):
                     await stop_prompt(client, prompt_id)  # a hung node's queue, or a cancelled job's prompt
-                await _attempt_failed(job_id, attempt_id, exc)
+                _count(book, node.node_id, exc, taken=taken)
+                await _attempt_failed(job_id, attempt_id, exc, taken=taken)
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
+
+
+def _count(book: Attempts, node_id: str, exc: BaseException, *, taken: bool) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        return
+    book.failed_on.add(node_id)
+    if taken:
+        book.executions += 1
+    elif book.not_taken_since is None:
+        book.not_taken_since = time.monotonic()
+    if isinstance(exc, ExecutionFailed | PromptRejected | PromptInterrupted):
+        book.prompt_on.pop(node_id, None)  # that prompt ended on the node: a new try is a new prompt
 
 
 async def stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
@@ -78,17 +147,18 @@ async def stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
         await client.delete_from_queue([prompt_id])
         await client.interrupt(prompt_id)
     except ComfyUIError:
-        pass  # the node is in trouble anyway; the job has moved on
+        pass  # the node is in trouble anyway; the monitor stops the prompt once it answers again
 
 
-async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
+async def _resume(job_id: str, prepared: PreparedJob, book: Attempts) -> NodeRun | None:
     """Pick up the prompt an earlier run of this flow left on a node (its worker died): never run it twice."""
     attempt = await ledger.running_attempt(job_id)
     if attempt is None:
         return None
+    book.prompt_on[attempt.node_id] = attempt.prompt_id  # a later try on that node asks for the same prompt
     node = await node_snapshot(attempt.node_id)
     if node is None:
-        await _attempt_failed(job_id, attempt.id, NodeUnavailable(f"node {attempt.node_id} is gone"))
+        await _attempt_failed(job_id, attempt.id, NodeUnavailable(f"node {attempt.node_id} is gone"), taken=True)
         return None
     async with ComfyUIClient(node.base_url, client_id="comfyws") as client:
         try:
@@ -97,58 +167,15 @@ async def _resume(job_id: str, prepared: PreparedJob) -> NodeRun | None:
                 on_event=ProgressReporter(job_id, prepared.client_id, node_id=node.node_id),
                 idle_timeout=get_flow_settings().idle_timeout_s,
             )
-        except (NodeUnavailable, ExecutionFailed) as exc:
-            await _attempt_failed(job_id, attempt.id, exc)
+        except (NodeUnavailable, ExecutionFailed, PromptRejected) as exc:
+            await _attempt_failed(job_id, attempt.id, exc, taken=True)
+            if isinstance(exc, ExecutionFailed) and not exc.node_fault:
+                raise JobFailed(f"{exc.node_message} (failed on node {node.node_id})") from exc
             return None
         except BaseException as exc:
-            await _attempt_failed(job_id, attempt.id, exc)
+            await _attempt_failed(job_id, attempt.id, exc, taken=True)
             raise
     return await _attempt_succeeded(attempt.id, node, result, prepared)
-
-
-async def _claim(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeSnapshot:
-    """A node with a free slot, chosen by the group's strategy; waits while every eligible node is busy.
-
-    While it waits the job is marked waiting in the ledger, so a freed slot goes to the best waiting job of the
-    group (priority, then age) rather than to whichever loop asks first."""
-    try:
-        return await _claim_loop(job_id, request, prepared)
-    except Exception:
-        await asyncio.to_thread(registry.stop_waiting, job_id)
-        raise
-
-
-async def _claim_loop(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeSnapshot:
-    nodes_config = get_config().nodes
-    group = request.node_group
-    req = requirements_for(prepared.graph, request.task_type)
-    exclude = await ledger.failed_nodes(job_id)
-    settings = get_flow_settings()
-    deadline = time.monotonic() + settings.slot_wait_s
-    default_strategy = nodes_config.group(group).strategy  # claim_node applies the group's admin override
-    with waiting_line(group, PRIORITY_RANK.get(request.priority, len(PRIORITY_RANK))) as waiter:
-        while True:
-            try:
-                node = await asyncio.to_thread(
-                    registry.claim_node, job_id, group, req, strategy=default_strategy, exclude=exclude,
-                    waiter_stale_s=settings.waiter_stale_s,
-                )
-            except NoEligibleNode as exc:
-                if not getattr(exc, "retryable", False):
-                    raise NoNodeAvailable(_no_node_message(exc, exclude)) from exc
-                if time.monotonic() > deadline:
-                    raise NoNodeAvailable(f"no node of group {group!r} freed a slot in time") from exc
-                if exc.free_in_group:
-                    pass_on(waiter)  # slots this job cannot use (or may not take yet): the next job tries them
-            else:
-                pass_on(waiter)  # more slots may be free: the next job in line tries
-                return node
-            await wait_turn(waiter, settings.slot_poll_s, keep_alive_s=settings.waiter_stale_s / 2)
-
-
-def _no_node_message(exc: NoEligibleNode, exclude: frozenset[str]) -> str:
-    tried = f" (already failed on: {', '.join(sorted(exclude))})" if exclude else ""
-    return f"no node can run this job{tried}: {exc}"
 
 
 async def _upload_inputs(client: ComfyUIClient, prepared: PreparedJob) -> dict[str, Any]:
@@ -164,10 +191,11 @@ async def _upload_inputs(client: ComfyUIClient, prepared: PreparedJob) -> dict[s
     return graph
 
 
-async def _attempt_failed(job_id: str, attempt_id: int, exc: BaseException) -> None:
+async def _attempt_failed(job_id: str, attempt_id: int, exc: BaseException, *, taken: bool) -> None:
     cancelled = isinstance(exc, asyncio.CancelledError)
     status = AttemptStatus.CANCELLED if cancelled else AttemptStatus.FAILED
-    await ledger.finish_attempt(attempt_id, status, error=None if cancelled else f"{type(exc).__name__}: {exc}")
+    error = None if cancelled else f"{type(exc).__name__}: {exc}" + ("" if taken else " (the node never took it)")
+    await ledger.finish_attempt(attempt_id, status, error=error)
     if not cancelled:
         await ledger.release_node(job_id)
 
@@ -191,5 +219,3 @@ async def node_snapshot(node_id: str) -> NodeSnapshot | None:
     """The registry's view of one node, read off the event loop (other runs share it)."""
     nodes = await asyncio.to_thread(registry.list_snapshots)
     return next((n for n in nodes if n.node_id == node_id), None)
-
-

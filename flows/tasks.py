@@ -14,7 +14,7 @@ from comfyws.settings import get_settings
 from database.enums import JobStatus
 from flows import ledger
 from flows.models import ImageInput, NodeRun, PreparedJob, StoredResult
-from flows.node_run import is_node_trouble, run_on_some_node
+from flows.node_run import run_on_some_node
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from workers.comfyui.client import ComfyUIClient
@@ -34,6 +34,8 @@ async def prepare_job(job_id: str, request: GenerationRequest) -> PreparedJob | 
         raise JobGone(f"job {job_id} is not in the ledger")
     if JobStatus(job.status).is_final:
         return None
+    if job.status is JobStatus.CANCELLING:
+        return None  # cancelled while an earlier run of this flow had it on a node: the run's hook ends it
     workflow = get_catalog().get(request.task_type, request.workflow_name)
     params = dict(request.params)
     if job.values:  # a repeat renders the same values, so the seed drawn the first time stays
@@ -60,15 +62,10 @@ async def prepare_job(job_id: str, request: GenerationRequest) -> PreparedJob | 
     )
 
 
-@task(
-    name="run-on-node",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=0,
-    retry_condition_fn=is_node_trouble,
-)
+@task(name="run-on-node", cache_policy=NO_CACHE)
 async def run_on_node(job_id: str, request: GenerationRequest, prepared: PreparedJob) -> NodeRun:
-    """Pick a node, submit and follow the prompt; a node that is down or hangs is retried on another node."""
+    """Pick a node, submit and follow the prompt; a node that is down or hangs is left for another node, or
+    waited for (flows/node_run.py says when a job gives up)."""
     return await run_on_some_node(job_id, request, prepared)
 
 
@@ -114,8 +111,10 @@ def _write_result(
 @task(name="finish-job", cache_policy=NO_CACHE)
 async def finish_job(job_id: str, client_id: str, results: list[StoredResult]) -> bool:
     """Mark the job completed and tell its owner; False when it was already final."""
-    changed = await ledger.finish(job_id, JobStatus.COMPLETED)
-    if changed:
+    ended = await ledger.finish(job_id, JobStatus.COMPLETED)
+    if ended is JobStatus.COMPLETED:
         await publish(job_id, client_id, "status", status=JobStatus.COMPLETED.value, progress=1.0,
                       results=[r.model_dump() for r in results])
-    return changed
+    elif ended is not None:  # it was being cancelled: cancelled it is
+        await publish(job_id, client_id, "status", status=ended.value)
+    return ended is JobStatus.COMPLETED

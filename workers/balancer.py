@@ -11,7 +11,8 @@ from comfyws.config import Strategy
 from database.enums import NodeStatus
 
 __all__ = [
-    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "capable", "choose_node", "drain_time",
+    "NoEligibleNode", "NoFreeSlot", "NodeSnapshot", "Requirements", "capable", "choose_node", "could_run_once_up",
+    "drain_time",
     "eligible", "finish_time", "requirements_for", "reserve_for_waiters",
 ]
 
@@ -71,6 +72,7 @@ class NoEligibleNode(Exception):
 
     retryable: bool = False
     free_in_group: int = 0  # free slots the refusing claim saw in the group (for other jobs; set by the registry)
+    outage: bool = False  # no node can take it now, but one could once up and in service (set by the registry)
 
     def __init__(self, reasons: dict[str, str], *, task_type: str = "") -> None:
         self.reasons = dict(reasons)
@@ -166,6 +168,16 @@ def capable(
         else:
             reasons[node.node_id] = why
     return fit, reasons
+
+
+def could_run_once_up(nodes: Iterable[NodeSnapshot], req: Requirements) -> bool:
+    """Some node of the group could run the job were it healthy and in service (enabled, not draining): a refusal
+    now is an outage to wait out, not a verdict. A group with no node at all waits too (one may register)."""
+    nodes = list(nodes)
+    if not nodes:
+        return True
+    in_service = ("disabled", "draining")
+    return any(_unfit_reason(n, req, frozenset(), ignore_health=True) in (None, *in_service) for n in nodes)
 
 
 def reserve_for_waiters(nodes: Sequence[NodeSnapshot], waiters: Iterable[Iterable[str]]) -> list[NodeSnapshot]:

@@ -20,13 +20,15 @@ from comfyws.config import HealthConfig
 from comfyws.http import async_client
 from database.admin.models import HealthCheck, Node
 from database.engine import session_scope
-from database.enums import DatabaseName, NodeStatus
+from database.enums import AttemptStatus, DatabaseName, NodeStatus
+from database.shared.models import JobAttempt
 from database.types import utcnow
 from workers.comfyui.client import ComfyUIClient
 from workers.comfyui.errors import ComfyUIError
+from workers.comfyui.models import QueueState
 from workers.progress import get_publisher
 
-__all__ = ["HealthMonitor", "ProbeResult", "next_status"]
+__all__ = ["HealthMonitor", "ProbeResult", "mark_suspect", "next_status", "probe_suspects"]
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,10 @@ class HealthMonitor:
         # Successful probes since each node's inventory was last read; absent = read it on the next success.
         self._since_inventory: dict[str, int] = {}
 
-    async def probe_once(self) -> list[ProbeResult]:
-        """Probe every enabled node concurrently, record the results, and return them."""
-        targets = await asyncio.to_thread(_probe_targets)
+    async def probe_once(self, *, only_unhealthy: bool = False, group: str | None = None) -> list[ProbeResult]:
+        """Probe every enabled node (or only the unhealthy ones, of one group) concurrently, record the results,
+        and return them."""
+        targets = await asyncio.to_thread(_probe_targets, only_unhealthy=only_unhealthy, group=group)
         if not targets:
             return []
         own_http = self._http is None
@@ -99,15 +102,21 @@ class HealthMonitor:
         return list(results)
 
     async def run_forever(self, *, stop: asyncio.Event | None = None) -> None:
-        """Probe every `interval_seconds` until `stop` is set (or forever)."""
+        """Probe every node every `interval_seconds`, and unhealthy ones (a node a job found refusing is marked so
+        at once) every `suspect_interval_seconds`, until `stop` is set (or forever)."""
         stop = stop or asyncio.Event()
+        tick = min(self.config.interval_seconds, self.config.suspect_interval_seconds)
+        full_due = 0.0
         while not stop.is_set():
             started = time.monotonic()
+            full = started >= full_due
             try:
-                await self.probe_once()
+                await self.probe_once(only_unhealthy=not full)
             except Exception:  # a database hiccup must not end monitoring
                 log.exception("health probe round failed")
-            wait = max(0.0, self.config.interval_seconds - (time.monotonic() - started))
+            if full:
+                full_due = started + self.config.interval_seconds
+            wait = max(0.0, tick - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
 
@@ -132,6 +141,7 @@ class HealthMonitor:
             self._since_inventory[target.node_id] = 0
         else:
             self._since_inventory[target.node_id] += 1
+        await _stop_abandoned(client, queue)
         devices = stats.devices
         return ProbeResult(
             node_id=target.node_id,
@@ -170,10 +180,66 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _probe_targets() -> list[ProbeTarget]:
+async def _stop_abandoned(client: ComfyUIClient, queue: QueueState) -> None:
+    """Stop prompts of ours the node still holds although their job left it (the node was frozen or cut off while
+    the job moved on, or the job was cancelled meanwhile): whatever comes back must not run twice."""
+    held = [item.prompt_id for item in [*queue.running, *queue.pending]]
+    if not held:
+        return
+    abandoned = await asyncio.to_thread(_abandoned_prompts, held)
+    for prompt_id in abandoned:
+        log.warning("stopping prompt %s on %s: its job left that node", prompt_id, client.base_url)
+        await client.delete_from_queue([prompt_id])
+        await client.interrupt(prompt_id)
+
+
+def _abandoned_prompts(prompt_ids: list[str]) -> list[str]:
+    """Of these prompt ids, those the ledger knows whose attempts all ended (none is still following it)."""
+    stmt = select(JobAttempt.prompt_id, JobAttempt.status).where(JobAttempt.prompt_id.in_(prompt_ids))
+    with session_scope(DatabaseName.SHARED) as session:
+        rows = list(session.execute(stmt))
+    live = {prompt_id for prompt_id, status in rows if status == AttemptStatus.RUNNING}
+    return sorted({prompt_id for prompt_id, _ in rows} - live)
+
+
+def _probe_targets(*, only_unhealthy: bool = False, group: str | None = None) -> list[ProbeTarget]:
+    stmt = select(Node).where(Node.enabled.is_(True)).order_by(Node.node_id)
+    if only_unhealthy:
+        stmt = stmt.where(Node.status == NodeStatus.UNHEALTHY)
+    if group is not None:
+        stmt = stmt.where(Node.group == group)
     with session_scope(DatabaseName.ADMIN) as session:
-        rows = session.scalars(select(Node).where(Node.enabled.is_(True)).order_by(Node.node_id))
+        rows = session.scalars(stmt)
         return [ProbeTarget(r.node_id, r.base_url, bool(r.checkpoints or r.node_classes)) for r in rows]
+
+
+def mark_suspect(node_id: str, error: str) -> bool:
+    """A job found the node refusing or failing it: take it out of placement now (unhealthy) instead of after
+    `unhealthy_after` probes; the monitor re-probes unhealthy nodes every `suspect_interval_seconds`, so a node
+    that answers again is back within seconds. True when its status changed."""
+    with session_scope(DatabaseName.ADMIN) as session:
+        node = session.get(Node, node_id)
+        if node is None or node.status == NodeStatus.UNHEALTHY:
+            return False
+        node.status = NodeStatus.UNHEALTHY
+        node.consecutive_failures, node.consecutive_successes = (node.consecutive_failures or 0) + 1, 0
+        node.last_error = f"suspect: {error}"[:1000]
+        node.last_check_at = utcnow()
+    log.warning("node %s is now suspect (%s)", node_id, error)
+    return True
+
+
+_suspect_probed: dict[str, float] = {}
+
+
+async def probe_suspects(group: str, config: HealthConfig) -> None:
+    """Re-probe the group's unhealthy nodes, at most every `suspect_interval_seconds` from this process: jobs
+    waiting out an outage bring a returned node back themselves when no monitor runs (a lone `comfyws worker`)."""
+    now = time.monotonic()
+    if now - _suspect_probed.get(group, 0.0) < config.suspect_interval_seconds:
+        return
+    _suspect_probed[group] = now
+    await HealthMonitor(config, inventory_every=1_000_000).probe_once(only_unhealthy=True, group=group)
 
 
 async def _announce(changes: dict[str, NodeStatus]) -> None:

@@ -30,6 +30,7 @@ from database.admin.models import AuditLog, Node, Setting
 from database.engine import get_engine, session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
 from database.shared import repositories as ledger
+from database.shared import transitions
 from database.shared.models import Job
 from database.types import utcnow
 from workers.balancer import (
@@ -38,12 +39,13 @@ from workers.balancer import (
     Requirements,
     capable,
     choose_node,
+    could_run_once_up,
     drain_time,
     reserve_for_waiters,
 )
 
 __all__ = [
-    "NodeConflict", "claim_node", "get_strategy", "heartbeat", "list_snapshots", "record_last_checkpoint",
+    "JobNotWaiting", "NodeConflict", "claim_node", "get_strategy", "heartbeat", "list_snapshots", "record_last_checkpoint",
     "register_node", "set_strategy", "stop_waiting", "sync_static_nodes",
 ]
 
@@ -62,6 +64,15 @@ class NodeConflict(Exception):
 
 class UnknownJob(Exception):
     """claim_node was given a job id the ledger does not hold."""
+
+
+class JobNotWaiting(Exception):
+    """The job no longer waits for a node (cancelled, or otherwise moved on): it must not be claimed."""
+
+    def __init__(self, job_id: str, status: JobStatus | None) -> None:
+        super().__init__(f"job {job_id} is {status or 'no longer waiting'}: not claimed")
+        self.job_id = job_id
+        self.status = status
 
 
 def strategy_key(group: str) -> str:
@@ -209,6 +220,11 @@ def _claim_in(
     job = shared.get(Job, job_id, with_for_update=True)  # MySQL: a cancel waits for this claim, not overwritten
     if job is None:
         raise UnknownJob(f"job {job_id!r} is not in the ledger")
+    # Its flow run exists (it is running it): a job still `pending` (the API has not recorded the run yet) is queued.
+    transitions.move(shared, job_id, JobStatus.QUEUED, only_from={JobStatus.PENDING})
+    job = shared.get(Job, job_id)
+    if job is None or job.status is not JobStatus.QUEUED:
+        raise JobNotWaiting(job_id, JobStatus(job.status) if job is not None else None)
     node_ids = [n.node_id for n in nodes]
     snapshots = _snapshots(nodes, _running_counts_in(shared, node_ids, except_job=job_id))
     seen_since = utcnow() - timedelta(seconds=waiter_stale_s)
@@ -230,10 +246,10 @@ def _claim_in(
         else:
             ledger.stop_waiting(shared, job_id)
         exc.free_in_group = sum(max(0, n.max_concurrent - n.in_flight) for n in snapshots)
+        exc.outage = not exc.retryable and could_run_once_up(snapshots, req)
         return exc
-    job.node_id = chosen.node_id
-    job.status = JobStatus.RUNNING
-    job.started_at = job.started_at or utcnow()
+    if not ledger.claim(shared, job_id, node_id=chosen.node_id):  # compare-and-set: only a queued job
+        raise JobNotWaiting(job_id, None)
     ledger.stop_waiting(shared, job_id)
     return chosen
 

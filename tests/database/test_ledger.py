@@ -152,11 +152,11 @@ def test_concurrent_claim_and_cancel_have_one_winner(databases: DatabaseUrls) ->
         with session_scope(SHARED) as session:
             jobs.mark_queued(session, job_id, "flow-run-1")
 
-        def claim() -> bool:
+        def claim(job_id: str = job_id) -> bool:
             with session_scope(SHARED) as session:
                 return jobs.claim(session, job_id, node_id="node-1")
 
-        def cancel() -> JobStatus | None:
+        def cancel(job_id: str = job_id) -> JobStatus | None:
             with session_scope(SHARED) as session:
                 return jobs.request_cancel(session, job_id)
 

@@ -11,6 +11,7 @@ from comfyws.config import NodesConfig, StaticNode
 from database.admin.models import Node
 from database.engine import session_scope
 from database.enums import DatabaseName, JobStatus, NodeSource, NodeStatus
+from database.shared import repositories as ledger
 from database.shared.models import Job
 from tests.workers.registry_db import add_job, add_node, job_row, registry_db  # noqa: F401 - fixture
 from workers import registry
@@ -102,11 +103,36 @@ def test_reclaim_after_failure_moves_the_job_and_frees_the_old_slot() -> None:
     add_node("b")
     job_id = add_job()
     first = registry.claim_node(job_id, "default", REQ, strategy="round_robin", exclude=frozenset())
+    with session_scope(DatabaseName.SHARED) as session:
+        assert ledger.release_node(session, job_id)  # what the flow does when its attempt failed
     second = registry.claim_node(job_id, "default", REQ, strategy="round_robin",
                                  exclude=frozenset({first.node_id}))
     assert second.node_id != first.node_id and job_row(job_id).node_id == second.node_id
     in_flight = {s.node_id: s.in_flight for s in registry.list_snapshots()}
     assert in_flight == {first.node_id: 0, second.node_id: 1}
+
+
+@pytest.mark.parametrize("status", [JobStatus.CANCELLED, JobStatus.RUNNING, JobStatus.CANCELLING])
+def test_a_job_that_no_longer_waits_is_never_claimed(status: JobStatus) -> None:
+    """A cancel that came first (or a second claim of a job already on a node) leaves the job as it is."""
+    add_node("a", max_concurrent=4)
+    job_id = add_job(status=status, node_id="a" if status is not JobStatus.CANCELLED else None)
+    with pytest.raises(registry.JobNotWaiting):
+        registry.claim_node(job_id, "default", REQ, strategy="round_robin", exclude=frozenset())
+    assert job_row(job_id).status is status
+
+
+def test_a_refusal_says_whether_the_group_is_down_or_can_never_run_the_job() -> None:
+    add_node("a", status=NodeStatus.UNHEALTHY)
+    add_node("b", enabled=False)
+    with pytest.raises(NoEligibleNode) as down:
+        registry.claim_node(add_job(), "default", REQ, strategy="round_robin", exclude=frozenset())
+    assert down.value.outage and not down.value.retryable
+    video = Requirements(task_type="image_to_video")
+    add_node("c", group="video", capabilities=["text_to_image"])
+    with pytest.raises(NoEligibleNode) as never:
+        registry.claim_node(add_job(group="video"), "video", video, strategy="round_robin", exclude=frozenset())
+    assert not never.value.outage
 
 
 def test_round_robin_cursor_persists_between_claims() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -222,8 +222,10 @@ class ComfyUIClient:
         poll_interval: float = 10.0,
         front: bool = False,
         new: bool = False,
+        on_submitted: Callable[[SubmitResult], None] | None = None,
     ) -> RunResult:
-        """Connect the socket, submit, and follow the prompt to its end (`new` as in `submit`)."""
+        """Connect the socket, submit, and follow the prompt to its end (`new` as in `submit`); `on_submitted` is
+        called once the node holds the prompt (accepted now, or known from before)."""
         options = TrackerOptions(idle_timeout, total_timeout, poll_interval)
         # One socket per run: sockets sharing a clientId replace each other, so concurrent runs need their own.
         client_id = f"{self.client_id}-{prompt_id}"
@@ -231,6 +233,8 @@ class ComfyUIClient:
             self, prompt_id, client_id=client_id, on_event=on_event, options=options
         ) as tracker:
             submitted = await self.submit(graph, prompt_id=prompt_id, front=front, client_id=client_id, new=new)
+            if on_submitted is not None:
+                on_submitted(submitted)
             if not submitted.already_known:
                 return await tracker.wait()
         # The node had this prompt before (a retried task): follow it under the client_id it was sent with.

@@ -70,6 +70,11 @@ class PromptRejected(ComfyUIError):
         )
 
     @property
+    def node_message(self) -> str:
+        """What ComfyUI said, its own message first, then each failing graph node and input."""
+        return self.summary.split(": ", 1)[1] if self.summary.startswith(f"{self.error_type}: ") else self.summary
+
+    @property
     def summary(self) -> str:
         """One line a person can act on, naming each failing node and input."""
         parts = [f"{self.error_type}: {self.message}" + (f" ({self.details})" if self.details else "")]
@@ -80,6 +85,14 @@ class PromptRejected(ComfyUIError):
                     where += f" input '{error.input_name}'"
                 parts.append(f"{where}: {error.message}" + (f" [{error.details}]" if error.details else ""))
         return "; ".join(parts)
+
+
+# Exceptions of a prompt's run that say the machine is in trouble, not the graph: out of memory, a broken GPU, and
+# the simulated node's injected fault. Any other execution error (a corrupt input image, a bad value, a missing
+# file) would happen on every node: the job fails at once instead of being retried elsewhere.
+_NODE_FAULT_TYPES = ("OutOfMemoryError", "MemoryError", "AcceleratorError", "CudaError", "SimulatedFailure")
+_NODE_FAULT_MESSAGES = ("out of memory", "cuda error", "cudnn_status", "device-side assert", "hip error",
+                        "mps backend", "illegal memory access", "no cuda gpus")
 
 
 class ExecutionFailed(ComfyUIError):
@@ -104,6 +117,18 @@ class ExecutionFailed(ComfyUIError):
         super().__init__(
             f"node {node_id} ({node_type}) failed: {exception_type}: {exception_message.strip()}"
         )
+
+    @property
+    def node_fault(self) -> bool:
+        """The machine failed (out of memory, GPU error), not the graph: another node may well succeed."""
+        kind = self.exception_type.rsplit(".", 1)[-1]
+        message = self.exception_message.lower()
+        return kind in _NODE_FAULT_TYPES or any(marker in message for marker in _NODE_FAULT_MESSAGES)
+
+    @property
+    def node_message(self) -> str:
+        """What ComfyUI said, first: the exception, then where in the graph it was raised."""
+        return f"{self.exception_type}: {self.exception_message.strip()} (in {self.node_type} {self.node_id})"
 
 
 class PromptInterrupted(ComfyUIError):
