@@ -56,11 +56,14 @@ def _register_simnode(url: str) -> None:
 
 
 def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None:
-    """With no real nodes configured, a simulated node stands in (and says so); a restart keeps its port."""
+    """With no real nodes configured, a simulated node stands in (and says so); a restart keeps its port.
+
+    The demo turns its sampler previews on (`--preview-method auto`; ComfyUI's default is none) so that the
+    pages show them; the node's start-up line says which preview method it runs with."""
     if config.nodes.static_nodes:
         return
     url = f"http://127.0.0.1:{ports.simnode}"
-    args = _comfyws("simnode", "--port", str(ports.simnode), "--name", "simnode-1",
+    args = _comfyws("simnode", "--port", str(ports.simnode), "--name", "simnode-1", "--preview-method", "auto",
                     "--data-dir", str(get_settings().data_dir / "simnode"))
     sup.add(ChildSpec("simnode", args, StopTier.NODES, ready_url=f"{url}/system_stats",
                       on_ready=partial(_register_simnode, url)))

@@ -50,10 +50,10 @@ class SimNode:
         self.validator = PromptValidator(self.catalog, input_exists=self.storage.input_exists)
         self.hub = Hub()
         self.queue = PromptQueue()
-        self.faults = Faults(step_delay=config.step_delay, fail_rate=config.fail_rate)
+        self.faults = Faults(step_delay=config.step_delay, fail_rate=config.fail_rate, node_delay=config.node_delay)
         self.counters = Counters()
         self.executor = Executor(catalog=self.catalog, storage=self.storage, hub=self.hub, queue=self.queue,
-                                 faults=self.faults, counters=self.counters)
+                                 faults=self.faults, counters=self.counters, preview_method=config.preview_method)
 
 
 def create_app(config: SimConfig) -> FastAPI:
@@ -248,9 +248,18 @@ def _add_info_routes(app: FastAPI, node: SimNode) -> None:
         return _json([])
 
     @app.post("/free")
-    async def free() -> Response:
-        """Nothing to free; answers like a real node."""
+    async def free(request: Request) -> Response:
+        """`free_memory` drops the cached node outputs (the next identical prompt runs again); no models to unload."""
+        if (await _body(request)).get("free_memory"):
+            node.executor.free_memory()
         return Response(status_code=200)
+
+    @app.get("/view_metadata/{folder}")
+    async def view_metadata(folder: str, filename: str = "") -> Response:
+        """A model file's safetensors metadata; 404 with an empty body for an unknown file, as on a real node."""
+        if folder != "checkpoints" or filename not in node.catalog.checkpoints:
+            return Response(status_code=404)
+        return _json({"note": f"simulated checkpoint {filename}: no weights"})
 
 
 def _system_stats(node: SimNode) -> dict[str, Any]:

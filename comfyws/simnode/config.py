@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -9,7 +10,17 @@ from pydantic import BaseModel, Field
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_OBJECT_INFO = PACKAGE_DIR / "object_info.json"
 DEFAULT_CHECKPOINTS = ("sd15-tiny.safetensors", "sdxl-base.safetensors", "svd.safetensors")
-SIM_VERSION = "sim-0.3.64"
+# The ComfyUI release whose behaviour the simulator reproduces (tests/data/comfyui); /system_stats reports it as
+# `comfyui_version` like a real node, and says `"simulated": true` beside it.
+SIM_VERSION = "0.3.64"
+
+
+class PreviewMethod(StrEnum):
+    """ComfyUI's `--preview-method` choices the simulator honours; every one but `none` sends preview frames."""
+
+    NONE = "none"
+    AUTO = "auto"
+    LATENT2RGB = "latent2rgb"
 
 
 class SimConfig(BaseModel):
@@ -25,3 +36,7 @@ class SimConfig(BaseModel):
     fail_rate: float = Field(0.0, ge=0, le=1, description="Probability that a prompt fails mid-run")
     name: str = Field("simnode", description="Name shown in /system_stats")
     vram_gb: float = Field(24.0, gt=0, description="Reported VRAM of the fake device")
+    preview_method: PreviewMethod = Field(
+        PreviewMethod.NONE, description="Sampler preview frames: none (a real node's default), auto or latent2rgb"
+    )
+    node_delay: float = Field(0.0, ge=0, description="Seconds every node without sampler steps takes")

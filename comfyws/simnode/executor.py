@@ -16,13 +16,16 @@ from PIL import Image
 
 from comfyws.simnode import media
 from comfyws.simnode.catalog import NodeCatalog
-from comfyws.simnode.graph import ExecutionList, Graph, describe, signatures
+from comfyws.simnode.config import PreviewMethod
+from comfyws.simnode.graph import ExecutionList, Graph, describe, signatures, work_seconds
 from comfyws.simnode.hub import Client, Hub
 from comfyws.simnode.outputs import write_outputs
 from comfyws.simnode.state import Counters, Faults, PromptQueue, QueueItem
 
 logger = logging.getLogger(__name__)
 
+# Only these step (send `progress`, and preview frames when previews are on); other nodes just run, as on a
+# real node, where only sampling reports progress.
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
 DEFAULT_STEPS = 10
 HANG_AFTER_STEPS = 2
@@ -80,10 +83,15 @@ class Run:
 
 
 class Executor:
-    """The prompt worker: one prompt at a time, a classic cache of the last prompt's node outputs."""
+    """The prompt worker: one prompt at a time, ComfyUI's classic cache of the last prompt's node outputs.
+
+    The cache is keyed by a node's input signature (its class, widget values and upstream signatures), not by
+    its id, so a renumbered graph still hits it; each prompt keeps only the entries it can use.
+    """
 
     def __init__(
-        self, *, catalog: NodeCatalog, storage: Any, hub: Hub, queue: PromptQueue, faults: Faults, counters: Counters
+        self, *, catalog: NodeCatalog, storage: Any, hub: Hub, queue: PromptQueue, faults: Faults, counters: Counters,
+        preview_method: PreviewMethod = PreviewMethod.NONE,
     ) -> None:
         self._catalog = catalog
         self._storage = storage
@@ -91,7 +99,9 @@ class Executor:
         self._queue = queue
         self._faults = faults
         self._counters = counters
-        self._cache: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._previews = preview_method != PreviewMethod.NONE
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._free_after_run = False
         self._interrupt = asyncio.Event()
 
     async def serve(self) -> None:
@@ -103,6 +113,13 @@ class Executor:
             except Exception:  # the worker must survive any bug in one run
                 logger.exception("simnode: run %s crashed", item.prompt_id)
                 self._queue.running = None
+
+    def free_memory(self) -> None:
+        """POST /free {"free_memory": true}: drop every cached output (after the running prompt, as ComfyUI does)."""
+        if self._queue.running is None:
+            self._cache.clear()
+        else:
+            self._free_after_run = True
 
     def interrupt(self, prompt_id: str | None) -> None:
         running = self._queue.running
@@ -117,8 +134,9 @@ class Executor:
         self._counters.executions[item.prompt_id] += 1
         self._interrupt.clear()
         keys = signatures(run.graph, file_digest=self._file_digest)
-        self._cache = {k: v for k, v in self._cache.items() if k in run.graph}
-        cached = {n for n in run.graph if n in self._cache and self._cache[n][0] == keys[n]}
+        wanted = set(keys.values())
+        self._cache = {key: ui for key, ui in self._cache.items() if key in wanted}
+        cached = {n for n in run.graph if keys[n] in self._cache}
         await self._message(run, "execution_start", {"prompt_id": run.prompt_id})
         await self._message(run, "execution_cached", {"nodes": [n for n in run.graph if n in cached],
                                                       "prompt_id": run.prompt_id})
@@ -137,7 +155,7 @@ class Executor:
         try:
             while (node_id := plan.next()) is not None:
                 if node_id in cached:
-                    await self._replay(run, node_id)
+                    await self._replay(run, node_id, keys[node_id])
                 else:
                     await self._run_node(run, node_id, keys[node_id], stepping.get(node_id), faults)
                 plan.done(node_id)
@@ -150,12 +168,8 @@ class Executor:
         return "success"
 
     def _stepping_nodes(self, graph: Graph, to_run: list[str]) -> dict[str, int]:
-        """Samplers step `steps` times; a graph without one gets DEFAULT_STEPS on its last working node."""
-        samplers = {n: self._steps_of(graph[n]) for n in to_run if graph[n]["class_type"] in SAMPLERS}
-        if samplers or not to_run:
-            return samplers
-        workers = [n for n in to_run if not self._catalog.is_output(graph[n]["class_type"])]
-        return {(workers or to_run)[0]: DEFAULT_STEPS}
+        """Samplers step `steps` times; a graph without one sends no progress at all, like a real node."""
+        return {n: self._steps_of(graph[n]) for n in to_run if graph[n]["class_type"] in SAMPLERS}
 
     @staticmethod
     def _steps_of(node: dict[str, Any]) -> int:
@@ -168,36 +182,40 @@ class Executor:
         return FaultPlan(fail=self._faults.roll_failure(), hang=self._faults.take("hang_next"),
                          drop_socket=self._faults.take("drop_socket_next"))
 
-    async def _replay(self, run: Run, node_id: str) -> None:
-        """A cached output node only replays its `executed` message, as on a real node."""
-        ui = self._cache[node_id][1]
+    async def _replay(self, run: Run, node_id: str, key: str) -> None:
+        """A cached output node only replays its `executed` message, then reports itself finished at 1/1."""
+        ui = self._cache[key]
         if ui:
             self._record_output(run, node_id, ui)
             await self._to_client(run, "executed", {"node": node_id, "display_node": node_id, "output": ui,
                                                     "prompt_id": run.prompt_id})
-        await self._progress(run, node_id, state="finished")
+        await self._progress(run, node_id, state="finished", done=1)
 
     async def _run_node(self, run: Run, node_id: str, key: str, steps: int | None, faults: FaultPlan) -> None:
-        if self._interrupt.is_set():
-            raise Interrupted(node_id)
         await self._progress(run, node_id, state="running")
         await self._to_client(run, "executing", {"node": node_id, "display_node": node_id,
                                                  "prompt_id": run.prompt_id})
+        # A real node announces the next node, then finds the interrupt flag when that node starts.
+        if self._interrupt.is_set():
+            raise Interrupted(node_id)
         try:
             if steps:
                 await self._steps(run, node_id, steps, faults)
+            else:
+                await asyncio.sleep(self._faults.node_delay + work_seconds(run.graph, node_id))
             ui = await self._work(run.graph, node_id)
         except Interrupted:
             raise
         except Exception as ex:
             raise NodeFailed(node_id, ex) from ex
-        self._cache[node_id] = (key, ui)
+        self._cache[key] = ui
         run.executed.append(node_id)
         if ui:
             self._record_output(run, node_id, ui)
             await self._to_client(run, "executed", {"node": node_id, "display_node": node_id, "output": ui,
                                                     "prompt_id": run.prompt_id})
-        await self._progress(run, node_id, state="finished")
+        # A sampler keeps its step count as its final value and max (integers); other nodes finish at 1.0/1.0.
+        await self._progress(run, node_id, state="finished", done=steps)
 
     async def _steps(self, run: Run, node_id: str, total: int, faults: FaultPlan) -> None:
         middle = max(1, total // 2)
@@ -232,15 +250,18 @@ class Executor:
         state = json.dumps({"type": "progress_state", "data": {"prompt_id": run.prompt_id, "nodes": run.progress}})
         progress = json.dumps({"type": "progress", "data": {"value": step, "max": total,
                                                             "prompt_id": run.prompt_id, "node": node_id}})
-        jpeg = media.preview_jpeg(step, total)
+        jpeg = media.preview_jpeg(step, total) if self._previews else None
         for client in self._hub.targets(run.sid):
             await self._send_step(client, state, progress, jpeg, run.prompt_id, node_id)
 
-    async def _send_step(self, client: Client, state: str, progress: str, jpeg: bytes, prompt_id: str,
+    async def _send_step(self, client: Client, state: str, progress: str, jpeg: bytes | None, prompt_id: str,
                          node_id: str) -> None:
-        # Recorded order: a type-4 preview precedes its `progress`, a legacy type-1 preview follows it.
+        # Recorded order: a type-4 preview precedes its `progress`, a legacy type-1 preview follows it; a node
+        # started without a preview method sends none.
         await self._hub.send_text(client, state)
-        if client.preview_metadata:
+        if jpeg is None:
+            await self._hub.send_text(client, progress)
+        elif client.preview_metadata:
             metadata = {"node_id": node_id, "prompt_id": prompt_id, "display_node_id": node_id,
                         "parent_node_id": None, "real_node_id": node_id, "image_type": "image/jpeg"}
             await self._hub.send_bytes(client, media.preview_frame(jpeg, metadata))
@@ -288,13 +309,18 @@ class Executor:
                              "real_node_id": node_id}
 
     def _set_progress(self, run: Run, node_id: str, *, state: str, value: float, maximum: float) -> None:
+        # int or float as a real node sends them: clients see the difference in the JSON.
         run.progress[node_id] = {"value": value, "max": maximum, "state": state, "node_id": node_id,
                                  "prompt_id": run.prompt_id, "display_node_id": node_id, "parent_node_id": None,
                                  "real_node_id": node_id}
 
-    async def _progress(self, run: Run, node_id: str, *, state: str) -> None:
-        done = state == "finished"
-        self._set_progress(run, node_id, state=state, value=1.0 if done else 0.0, maximum=1.0)
+    async def _progress(self, run: Run, node_id: str, *, state: str, done: int | None = None) -> None:
+        """A node starts at 0.0/1.0 and finishes at 1.0/1.0, or at `done`/`done` (integers) when given."""
+        if done:
+            self._set_progress(run, node_id, state=state, value=done, maximum=done)
+        else:
+            finished = state == "finished"
+            self._set_progress(run, node_id, state=state, value=1.0 if finished else 0.0, maximum=1.0)
         await self._hub.send("progress_state", {"prompt_id": run.prompt_id, "nodes": run.progress}, run.sid)
 
     async def _to_client(self, run: Run, event: str, data: dict[str, Any]) -> None:
@@ -337,6 +363,9 @@ class Executor:
                   "completed": outcome == "success", "messages": run.messages}
         entry = {"prompt": run.item.as_list(), "outputs": run.outputs, "status": status, "meta": run.meta}
         self._queue.task_done(run.item, entry)
+        if self._free_after_run:
+            self._free_after_run = False
+            self._cache.clear()
         await self.send_status()
         await self._to_client(run, "executing", {"node": None, "prompt_id": run.prompt_id})
         logger.info("simnode: prompt %s finished: %s", run.prompt_id, outcome)

@@ -15,6 +15,13 @@ Graph = dict[str, Any]
 MAX_SIDE = 1024
 MAX_FRAMES = 32
 _COUNT_KEYS = ("video_frames", "length", "batch_size", "amount")
+# Nodes that join their inputs' batches (ComfyUI's ImageBatch / LatentBatch): the counts add up.
+_JOINING = {"ImageBatch", "LatentBatch"}
+# Pixel filters whose run time grows with radius x pixels: the recorded ImageBlur (radius 31 over 4 x 512 x 512)
+# took about 1.4 s on the recording machine's CPU; the simulator takes as long, so an interrupt or a queue edit
+# lands mid-run as it did there (tests/data/comfyui/traces/08, 09).
+_FILTER_RADIUS = {"ImageBlur": "blur_radius", "ImageSharpen": "sharpen_radius"}
+_FILTER_SECONDS_PER_UNIT = 1.4 / (31 * 4 * 512 * 512)
 
 
 def signatures(graph: Graph, *, file_digest: Callable[[Graph, str], str]) -> dict[str, str]:
@@ -115,19 +122,50 @@ def ancestors(graph: Graph, node_id: str) -> list[str]:
 
 
 def describe(graph: Graph, node_id: str, *, image_size: Callable[[Graph, str], tuple[int, int] | None]) -> Shape:
-    """Size from the nearest width/height (or loaded image), count from the nearest batch/frames input."""
+    """Size from the nearest width/height (or loaded image), count from the batches that flow into the node."""
     upstream = ancestors(graph, node_id)
     size: tuple[int, int] | None = None
-    count: int | None = None
     for upstream_id in upstream:
         inputs = graph[upstream_id].get("inputs", {})
         size = size or _size_of(inputs) or image_size(graph, upstream_id)
-        count = count or _count_of(inputs)
     width, height = size or (512, 512)
     material = json.dumps(
         [node_id, [[u, graph[u]["class_type"], _widgets(graph[u])] for u in sorted(upstream)]], default=str
     )
-    return Shape(min(width, MAX_SIDE), min(height, MAX_SIDE), min(count or 1, MAX_FRAMES), material)
+    count = max((batch_count(graph, u) for u in _linked(graph, node_id)), default=1)
+    return Shape(min(width, MAX_SIDE), min(height, MAX_SIDE), min(count, MAX_FRAMES), material)
+
+
+def batch_count(graph: Graph, node_id: str, memo: dict[str, int] | None = None) -> int:
+    """How many pictures a node outputs: its own batch/frames input, the sum over a batch join, else the
+    largest batch among its inputs."""
+    memo = {} if memo is None else memo
+    if node_id not in memo:
+        memo[node_id] = 1  # a cycle (rejected by validation anyway) cannot recurse forever
+        node = graph[node_id]
+        linked = [batch_count(graph, u, memo) for u in _linked(graph, node_id)]
+        own = _count_of(node.get("inputs", {}))
+        if node["class_type"] in _JOINING:
+            memo[node_id] = sum(linked) or 1
+        elif own is not None:
+            memo[node_id] = own * (max(linked, default=1) if node["class_type"] == "RepeatImageBatch" else 1)
+        else:
+            memo[node_id] = max(linked, default=1)
+    return memo[node_id]
+
+
+def work_seconds(graph: Graph, node_id: str) -> float:
+    """How long a node without sampler steps takes: only pixel filters take measurable time."""
+    node = graph[node_id]
+    radius = node.get("inputs", {}).get(_FILTER_RADIUS.get(node["class_type"], ""))
+    if not isinstance(radius, int) or radius <= 0:
+        return 0.0
+    shape = describe(graph, node_id, image_size=lambda _graph, _node: None)
+    return radius * shape.width * shape.height * shape.count * _FILTER_SECONDS_PER_UNIT
+
+
+def _linked(graph: Graph, node_id: str) -> list[str]:
+    return [v[0] for v in graph[node_id].get("inputs", {}).values() if is_link(v) and v[0] in graph]
 
 
 def _size_of(inputs: dict[str, Any]) -> tuple[int, int] | None:

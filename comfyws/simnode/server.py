@@ -18,9 +18,9 @@ def serve(config: SimConfig) -> None:
     app = create_app(config)
     storage = app.state.node.storage
     logger.warning(
-        "SIMULATED ComfyUI node %r (%s) on http://%s:%d — no real models run here. step_delay=%.3fs "
-        "checkpoints=%s output=%s",
-        config.name, SIM_VERSION, config.host, config.port, config.step_delay, ",".join(config.checkpoints),
-        storage.dirs["output"],
+        "SIMULATED ComfyUI node %r (behaves as ComfyUI %s) on http://%s:%d — no real models run here. "
+        "step_delay=%.3fs preview_method=%s checkpoints=%s output=%s",
+        config.name, SIM_VERSION, config.host, config.port, config.step_delay, config.preview_method.value,
+        ",".join(config.checkpoints), storage.dirs["output"],
     )
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", ws="websockets-sansio")

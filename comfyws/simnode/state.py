@@ -108,6 +108,7 @@ class ControlRequest(BaseModel):
     reject_all: bool | None = Field(None, description="Every POST /prompt answers 400")
     die_after_steps: int | None = Field(None, ge=0, description="Exit hard after N more sampler steps")
     fail_rate: float | None = Field(None, ge=0, le=1, description="Probability that a prompt fails mid-run")
+    node_delay: float | None = Field(None, ge=0, description="Seconds every node without sampler steps takes")
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Faults:
     reject_all: bool = False
     die_after_steps: int | None = None
     fail_rate: float = 0.0
+    node_delay: float = 0.0
 
     def apply(self, request: ControlRequest) -> None:
         for key, value in request.model_dump(exclude_unset=True).items():

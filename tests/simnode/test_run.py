@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,18 +21,6 @@ from tests.simnode.helpers import (
 )
 
 
-def _recorded(name: str) -> tuple[dict[str, Any], list[str]]:
-    """The trace's prompt (with our checkpoint) and its event sequence after the connect handshake."""
-    trace = json.loads((TRACES / name).read_text())
-    events = [w["json"]["type"] if w.get("kind") == "text" else "BINARY" for w in trace["ws"] if w.get("dir") == "recv"]
-    events = events[1:]  # the status every socket gets on connect
-    if events[0] == "feature_flags":
-        events = events[1:]
-    prompt = trace["prompt"]
-    prompt["1"]["inputs"]["ckpt_name"] = "sd15-tiny.safetensors"
-    return prompt, events
-
-
 async def _run(node: SimNode, prompt: dict[str, Any], *, metadata: bool) -> tuple[str, Any]:
     client_id = new_client_id()
     ws = await connect(node.ws_url, client_id, metadata=metadata)
@@ -45,18 +33,12 @@ async def _run(node: SimNode, prompt: dict[str, Any], *, metadata: bool) -> tupl
     return prompt_id, recorder
 
 
-async def test_message_sequences_match_traces_15_and_16(simnode: SimNode) -> None:
-    prompt, recorded = _recorded("15_tiny_sd_previews_metadata.json")
-    _, first = await _run(simnode, prompt, metadata=True)
-    assert first.events() == recorded
-    prompt, recorded = _recorded("16_tiny_sd_previews_legacy_no_feature_flags.json")
-    _, second = await _run(simnode, prompt, metadata=False)
-    assert second.events() == recorded
-    assert second.of("execution_cached")[0]["nodes"] == ["1", "2", "3", "4"]
+# The recorded message sequences themselves (traces 12-16 among them) are compared in test_replay.py.
 
 
-async def test_progress_and_preview_frames(shared_node: SimNode) -> None:
-    prompt_id, run = await _run(shared_node, sd_graph(steps=5, seed=1), metadata=True)
+async def test_progress_and_preview_frames(simnode_factory: Callable[..., SimNode]) -> None:
+    node = simnode_factory(preview_method="latent2rgb")
+    prompt_id, run = await _run(node, sd_graph(steps=5, seed=1), metadata=True)
     assert [(p["value"], p["max"], p["node"]) for p in run.of("progress")] == [(i, 5, "5") for i in range(1, 6)]
     sample = (TRACES / "sample_ws_frame_type4.bin").read_bytes()
     _, sample_meta, _ = parse_preview(sample)
@@ -68,7 +50,7 @@ async def test_progress_and_preview_frames(shared_node: SimNode) -> None:
         assert image[:3] == b"\xff\xd8\xff"
         colours.add(Image.open(io.BytesIO(image)).convert("RGB").getpixel((0, 0)))
     assert len(run.binaries()) == 5 and len(colours) > 1
-    _, legacy = await _run(shared_node, sd_graph(steps=3, seed=2), metadata=False)
+    _, legacy = await _run(node, sd_graph(steps=3, seed=2), metadata=False)
     frames = [parse_preview(f) for f in legacy.binaries()]
     assert [(e, m) for e, m, _ in frames] == [(1, None)] * 3
     assert legacy.binaries()[0][:8] == (TRACES / "sample_ws_frame_type1.bin").read_bytes()[:8]
@@ -133,3 +115,9 @@ async def test_animated_outputs_upload_and_preview(shared_node: SimNode) -> None
         preview = entry["outputs"]["3"]["images"][0]
         assert preview["type"] == "temp" and preview["filename"].startswith("ComfyUI_temp_")
         assert (await client.get("/view", params=preview)).status_code == 200
+
+
+async def test_a_node_started_without_a_preview_method_sends_progress_but_no_previews(shared_node: SimNode) -> None:
+    _, run = await _run(shared_node, sd_graph(steps=4, seed=3), metadata=True)
+    assert [(p["value"], p["max"]) for p in run.of("progress")] == [(i, 4) for i in range(1, 5)]
+    assert run.binaries() == []
