@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import admin_from_token, client_from_token, require_role
 from api.errors import ApiError, Unauthorized
 from api.revocation import Identity
-from api.schemas import Task
+from api.schemas import ResultInfo, Task
+from api.services.views import result_url
 from database.engine import session_scope
 from database.enums import DatabaseName
 from workers.progress import ProgressBus, Subscription, job_of
@@ -34,11 +35,46 @@ def status_message(task: Task) -> dict[str, Any]:
     }
 
 
+def result_message(task: Task) -> dict[str, Any] | None:
+    """`{"type": "result", "task_id", "results": [...]}` for a completed job (the files' URLs), else None."""
+    if task.status.value != "completed":
+        return None
+    return {"type": "result", "task_id": task.task_id, "results": [r.model_dump() for r in task.results]}
+
+
 def to_message(event: dict[str, Any]) -> dict[str, Any]:
     """A bus event as clients see it: named by task_id, without routing fields."""
     message = {k: v for k, v in event.items() if k not in ("client_id", "job_id")}
     message["task_id"] = job_of(event)
     return message
+
+
+def to_messages(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages one bus event becomes: itself, and after a job's completion a `result` message naming its
+    files by URL (the flow's event names them by their place in the outputs folder, which clients never see)."""
+    message = to_message(event)
+    stored = message.get("results")
+    if message.get("type") != "status" or message.get("status") != "completed" or not isinstance(stored, list):
+        return [message]
+    try:
+        results = [_public_result(message["task_id"], item) for item in stored]
+    except (KeyError, TypeError, ValueError):  # not the shape flows publish: relay the event as it came
+        return [message]
+    message["results"] = results
+    return [message, {"type": "result", "task_id": message["task_id"], "results": results}]
+
+
+def _public_result(task_id: str, stored: dict[str, Any]) -> dict[str, Any]:
+    index = int(stored["index"])
+    return ResultInfo(
+        index=index,
+        url=result_url(task_id, index),
+        filename=stored["filename"],
+        kind=stored["kind"],
+        content_type=stored["content_type"],
+        size=stored["size"],
+        sha256=stored["sha256"],
+    ).model_dump()
 
 
 async def reject(websocket: WebSocket, error: ApiError, code: int) -> None:
@@ -104,7 +140,8 @@ async def relay(websocket: WebSocket, subscription: Subscription) -> None:
             if reader in done:
                 getter.cancel()
                 return
-            await websocket.send_json(to_message(getter.result()))
+            for message in to_messages(getter.result()):
+                await websocket.send_json(message)
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

@@ -10,7 +10,7 @@ from database.client import repositories as client_repo
 from database.engine import session_scope
 from database.enums import DatabaseName
 from database.shared import repositories as ledger
-from tests.database.factories import make_job
+from tests.database.factories import make_job, put_on_node
 
 
 def job_for(client_id: str, *, task_type: str = "text_to_image") -> str:
@@ -33,5 +33,6 @@ def result_for(job_id: str, data: bytes, *, index: int = 0) -> Path:
             session, job_id, index=index, filename=f"{index}.png", path=relative, kind="image",
             content_type="image/png", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
         )  # fmt: skip
-        ledger.mark_completed(session, job_id)
+        put_on_node(session, job_id, node_id="node-test", prompt_id=f"prompt-{job_id}")  # the only way to completed
+        assert ledger.mark_completed(session, job_id)
     return path
