@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Header, Request, status
 
 from api.deps import AdminSession, ClientSession, Credentials, admin_from_token, require_role
 from api.errors import BadRequest, Unauthorized
-from api.schemas import AdminLoginRequest, RegisteredClient, RegisterRequest, TokenResponse
+from api.schemas import AdminLoginRequest, RegisteredClient, RegisterRequest, TokenResponse, error_responses
 from api.security_schemas import AdminSessionTokens, RefreshRequest
 from api.services import auth
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], responses=error_responses(400, 401, 403, 409, 422, 429, 500))
 
 
 def client_address(request: Request) -> str:
