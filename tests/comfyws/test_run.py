@@ -1,8 +1,9 @@
 """`comfyws run` is a supervisor: a crashed child comes back, a stop signal stops everything in order and leaves
 no process and no port behind, whether it comes in a terminal, to a background start, or during start-up.
 
-Each test starts `comfyws run` as a real subprocess on free ports with its own data dir; one start serves the
-crash checks and the SIGTERM check (so the SIGTERM test, last in the file, ends that start)."""
+Each test starts `comfyws run` as a real subprocess on free ports with its own data dir. Starts are slow on a
+busy machine, so one full start serves the crash checks and the SIGTERM check (the SIGTERM test ends it, so it
+comes after them in this file), and the other signals come during start-up."""
 
 from __future__ import annotations
 
@@ -94,42 +95,47 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_nothing(service: Running
         < output.index("stopping prefect-server"), "the API stops first, the Prefect server last"
 
 
+def _child_state(service: RunningService, name: str) -> str | None:
+    return next((c["state"] for c in service.state().get("children", []) if c["name"] == name), None)
+
+
 def test_sigint_stops_a_background_start(tmp_path: Path) -> None:
-    """A background job of a non-interactive shell starts with SIGINT ignored; `comfyws run` takes it anyway."""
+    """A background job of a non-interactive shell starts with SIGINT ignored; `comfyws run` takes it anyway.
+    It comes while the workers, monitor and API are starting (the full stop order is the SIGTERM test's)."""
     service = start_service(tmp_path, background=True)
     try:
-        service.wait_phase("running")
+        wait_until(lambda: _child_state(service, "simnode") == "up", timeout=240.0, interval=0.1,
+                   what="the simulated node to be up")
         processes = service.processes()
         os.kill(service.supervisor_pid(), signal.SIGINT)
         _assert_all_gone(service, processes)
-        assert "SIGINT received: stopping" in service.output()
+        assert "Stopped during start-up." in service.output() or "SIGINT received" in service.output()
     finally:
         service.kill_everything()
 
 
-def _started_halfway(tmp_path: Path) -> RunningService:
-    """A start stopped early: the Prefect server and the simulated node are up, the rest is still to come."""
-    service = start_service(tmp_path)
-    wait_until(lambda: any(c["name"] == "simnode" and c["state"] == "up" for c in service.state().get("children", [])),
-               timeout=240.0, interval=0.1, what="the simulated node to be up")
-    return service
-
-
 def test_sighup_during_start_up_stops_what_started(tmp_path: Path) -> None:
-    service = _started_halfway(tmp_path)
+    service = start_service(tmp_path)
     try:
+        wait_until(lambda: _child_state(service, "prefect-server") is not None, timeout=60.0, interval=0.05,
+                   what="the Prefect server to be started")
         processes = service.processes()
         os.kill(service.supervisor_pid(), signal.SIGHUP)
         assert service.process.wait(timeout=STOP_DEADLINE_S) == 0
         _assert_all_gone(service, processes)
+        assert "Stopped during start-up." in service.output()
     finally:
         service.kill_everything()
 
 
 def test_children_do_not_outlive_a_sigkilled_supervisor(tmp_path: Path) -> None:
-    service = _started_halfway(tmp_path)
+    """The kernel sends each child SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    service = start_service(tmp_path)
     try:
+        wait_until(lambda: _child_state(service, "prefect-server") is not None, timeout=60.0, interval=0.05,
+                   what="the Prefect server to be started")
         processes = service.processes()
+        assert len(processes) >= 2, "the supervisor and its first child"
         os.kill(service.supervisor_pid(), signal.SIGKILL)
         _assert_all_gone(service, processes)
     finally:
