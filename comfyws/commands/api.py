@@ -10,7 +10,9 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("api")
     def serve(
-        host: Annotated[str, typer.Option(help="Interface to listen on")] = "0.0.0.0",
+        host: Annotated[
+            str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the API on the network")
+        ] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="TCP port")] = 8000,
         log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     ) -> None:

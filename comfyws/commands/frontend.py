@@ -11,7 +11,7 @@ from frontend.server import FrontendKind
 DEFAULT_PORTS = {FrontendKind.CLIENT: 8001, FrontendKind.ADMIN: 8002}
 
 KindArg = Annotated[FrontendKind, typer.Argument(help="client (people who generate) or admin (operators)")]
-HostOpt = Annotated[str, typer.Option(help="Interface to listen on")]
+HostOpt = Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes it on the network")]
 PortOpt = Annotated[int | None, typer.Option(help="Port; default 8001 for client, 8002 for admin")]
 ApiUrlOpt = Annotated[
     str | None,
@@ -21,7 +21,7 @@ ApiUrlOpt = Annotated[
 
 def register(app: typer.Typer) -> None:
     @app.command("frontend")
-    def frontend(kind: KindArg, host: HostOpt = "0.0.0.0", port: PortOpt = None, api_url: ApiUrlOpt = None) -> None:
+    def frontend(kind: KindArg, host: HostOpt = "127.0.0.1", port: PortOpt = None, api_url: ApiUrlOpt = None) -> None:
         """Serve the HTML client or the admin dashboard, with /config.js pointing the page at the API."""
         import uvicorn  # imported here: other commands should not pay for it
 
