@@ -2,7 +2,7 @@
 
 A change that revokes an identity's tokens (disable, enable, rotation, role or password change) publishes a
 `revoke` control event on the progress bus (through Redis every API process gets it); each process closes that
-identity's sockets with 4401 at once. A sweep every `SWEEP_SECONDS` re-checks each open socket's identity
+identity's sockets with 4401 at once. A sweep every COMFYWS_API_REVOCATION_SWEEP_S (2 s) re-checks each open socket's identity
 against the database, for revocations made where no bus reaches (another API process without Redis).
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.concurrency import run_in_threadpool
 
+from api.settings import get_api_settings
 from database.admin import repositories as admin_repo
 from database.client import repositories as client_repo
 from database.engine import session_scope
@@ -26,7 +27,6 @@ from database.enums import DatabaseName
 log = logging.getLogger(__name__)
 
 REVOKE_EVENT = "revoke"
-SWEEP_SECONDS = 2.0
 CLOSE_UNAUTHORIZED = 4401
 
 
@@ -74,7 +74,7 @@ class SocketRegistry:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(get_api_settings().revocation_sweep_s)
             try:
                 await self.sweep()
             except Exception:

@@ -44,6 +44,9 @@ class ApiSettings(BaseSettings):
         20, ge=1, description="Failed logins/token requests per minute per source address"
     )
     registrations_per_hour: int = Field(20, ge=1, description="Client registrations per hour per source address")
+    revocation_sweep_s: float = Field(
+        2.0, gt=0, description="How often open WebSockets are re-checked against their identity's token version"
+    )
     hash_concurrency: int = Field(2, ge=1, description="Password/secret hashes computed at once (scrypt, ~60 ms)")
     admin_username: str = Field("admin", description="Admin account created on first start")
     admin_password: SecretStr | None = Field(

@@ -4,6 +4,7 @@ fixture (SQLite and MariaDB), admin accounts of each role, and WebSocket helpers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from api.throttle import get_throttle
 from tests.api.conftest import ADMIN_PASSWORD, Api, ServerThread, free_port, reset_caches
@@ -69,8 +71,9 @@ async def closed_code(socket: ClientConnection, *, timeout: float) -> int | None
     """Read until the server closes the socket; its close code (None when still open after `timeout`)."""
 
     async def drain() -> None:
-        async for _ in socket:
-            pass
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in socket:
+                pass
 
     try:
         await asyncio.wait_for(drain(), timeout=timeout)
