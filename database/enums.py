@@ -23,6 +23,18 @@ class JobStatus(StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class BatchStatus(StrEnum):
+    RUNNING = "running"  # some item has not ended yet
+    COMPLETED = "completed"  # every item completed
+    COMPLETED_WITH_ERRORS = "completed_with_errors"  # some items completed, some failed or were invalid
+    FAILED = "failed"  # no item completed
+    CANCELLED = "cancelled"  # cancelled by its owner or an operator
+
+    @property
+    def is_final(self) -> bool:
+        return self is not BatchStatus.RUNNING
+
+
 class AttemptStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"

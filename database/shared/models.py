@@ -9,7 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database.base import SharedBase
-from database.enums import AttemptStatus, JobStatus, Priority
+from database.enums import AttemptStatus, BatchStatus, JobStatus, Priority
 from database.types import StrEnumType, UTCDateTime, utcnow
 
 
@@ -48,6 +48,9 @@ class Job(SharedBase):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # An item of a batch (its index there) or None; a batch's items get their flow runs from its feeder.
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    batch_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     attempt_rows: Mapped[list[JobAttempt]] = relationship(
         back_populates="job", order_by="JobAttempt.number", cascade="all, delete-orphan"
@@ -115,3 +118,33 @@ class IdempotencyKey(SharedBase):
     job_id: Mapped[str] = mapped_column(String(36))
     status_code: Mapped[int] = mapped_column(Integer, default=202)  # the first answer's status, replayed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Batch(SharedBase):
+    """A group of jobs submitted together; its items are ordinary jobs carrying `batch_id` and `batch_index`.
+
+    Items that failed validation never became jobs: they are kept in `item_errors` (index, row, error). The
+    feeder (a `run-batch` flow run) gives items their flow runs as capacity frees; `feeder_seen_at` is its
+    heartbeat, so the API starts a new feeder when one died."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("client_id", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    task_type: Mapped[str] = mapped_column(String(64))
+    workflow_name: Mapped[str] = mapped_column(String(128))
+    node_group: Mapped[str] = mapped_column(String(64), default="default")
+    status: Mapped[BatchStatus] = mapped_column(StrEnumType(BatchStatus, 24), default=BatchStatus.RUNNING, index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)  # items submitted, valid or not
+    defaults: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    item_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(16), default="json")  # json | sweep | csv | jsonl | schedule
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the latest feeder
+    feeders: Mapped[int] = mapped_column(Integer, default=0)  # feeders started (idempotency of the next)
+    feeder_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
