@@ -34,7 +34,7 @@ from api.services import admin as service
 from api.services import jobs
 from database.enums import JobStatus
 
-router = APIRouter(prefix="/api/v2/admin", tags=["admin"], responses=error_responses(401, 403, 422, 500))
+router = APIRouter(prefix="/api/v2/admin", tags=["admin"], responses=error_responses(400, 401, 403, 422, 500))
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]

@@ -12,7 +12,9 @@ from api.schemas import error_responses
 from api.security_schemas import RegisteredNode
 from api.services import nodes
 
-router = APIRouter(prefix="/api/v2", tags=["nodes"], responses=error_responses(401, 403, 404, 409, 422, 500))
+router = APIRouter(
+    prefix="/api/v2", tags=["nodes"], responses=error_responses(400, 401, 403, 404, 409, 422, 500)
+)
 
 NodeAction = Literal["drain", "undrain", "disable", "enable"]
 

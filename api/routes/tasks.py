@@ -14,7 +14,7 @@ from api.services import catalog, jobs, uploads
 from api.settings import get_api_settings
 from database.enums import JobStatus
 
-router = APIRouter(prefix="/api/v2", tags=["tasks"], responses=error_responses(401, 422, 500))
+router = APIRouter(prefix="/api/v2", tags=["tasks"], responses=error_responses(400, 401, 422, 500))
 
 IdempotencyKey = Annotated[
     str | None,
