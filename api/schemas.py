@@ -125,6 +125,9 @@ class Task(BaseModel):
     params: dict[str, Any]
     seed: int | None
     error: str | None
+    status_detail: str | None = Field(
+        None, description="Why a waiting job waits, e.g. `waiting for a node of group default` (no node up)"
+    )
     attempts: int
     queue_position: int | None
     cancel_requested: bool

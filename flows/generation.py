@@ -14,6 +14,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import get_current_settings
 from prefect.states import State
 
+from comfyws.config import get_config
 from comfyws.settings import get_settings
 from database.enums import AttemptStatus, JobStatus
 from flows import ledger
@@ -38,7 +39,8 @@ async def run_generation(job_id: str, request: GenerationRequest) -> dict[str, A
         return {"job_id": job_id, "skipped": "job already final"}
     try:
         node_run = await run_on_node(job_id, request, prepared)
-        results = await store_results(job_id, node_run)
+        results = await store_results(job_id, node_run,
+                                      outage_wait_s=get_config().nodes.group(request.node_group).outage_wait_s)
     except JobStopped:
         await _settle_stopped(job_id, prepared.client_id)
         return {"job_id": job_id, "skipped": "cancelled before it ran"}

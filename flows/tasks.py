@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
+import time
 from pathlib import Path
 
 from prefect import task
@@ -18,8 +19,12 @@ from flows.node_run import run_on_some_node
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from workers.comfyui.client import ComfyUIClient
+from workers.comfyui.errors import NodeUnavailable
+from workers.comfyui.outputs import FileRef
 from workflows.catalog import get_catalog
 from workflows.render import render
+
+RESULT_RETRY_S = 0.5  # between downloads from a node that went down after the run
 
 
 class JobGone(Exception):
@@ -70,15 +75,16 @@ async def run_on_node(job_id: str, request: GenerationRequest, prepared: Prepare
 
 
 @task(name="store-results", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-async def store_results(job_id: str, run: NodeRun) -> list[StoredResult]:
-    """Download every output of the run under outputs/<job>/ and record it once, with its checksum."""
+async def store_results(job_id: str, run: NodeRun, *, outage_wait_s: float = 0.0) -> list[StoredResult]:
+    """Download every output of the run under outputs/<job>/ and record it once, with its checksum; a node that
+    went down after the run is waited for (its files are on its disk) up to `outage_wait_s`."""
     outputs_dir = get_settings().outputs_dir
     job_dir = outputs_dir / job_id
     job_dir.mkdir(parents=True, exist_ok=True)
     stored: list[StoredResult] = []
     async with ComfyUIClient(run.base_url) as client:
         for index, ref in enumerate(run.files):
-            data = await client.view(ref)
+            data = await _view_when_back(client, ref, outage_wait_s)
             animated = run.animated[index] if index < len(run.animated) else False
             stored.append(
                 await asyncio.to_thread(_write_result, job_dir, index, ref.filename, data, animated, outputs_dir)
@@ -86,6 +92,17 @@ async def store_results(job_id: str, run: NodeRun) -> list[StoredResult]:
     for result in stored:
         await ledger.add_result(job_id, node_id=run.node_id, **result.model_dump())
     return stored
+
+
+async def _view_when_back(client: ComfyUIClient, ref: FileRef, wait_s: float) -> bytes:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await client.view(ref)
+        except NodeUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(RESULT_RETRY_S)
 
 
 def _write_result(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy.orm import Session
 
 from api.schemas import ResultInfo, Task
-from database.enums import JobStatus, Priority
+from database.enums import JobStatus, NodeStatus, Priority
 from database.shared import repositories as ledger
 from database.shared.models import Job, ResultFile
+from workers import registry
 
 
 def result_url(job_id: str, index: int) -> str:
@@ -26,6 +29,31 @@ def result_info(row: ResultFile) -> ResultInfo:
     )
 
 
+# A group's "no node up" answer is reused this long: a page of fifty waiting jobs asks the registry once.
+_GROUP_UP_TTL_S = 1.0
+_group_up: dict[str, tuple[float, bool]] = {}
+
+
+def _group_has_node_up(group: str) -> bool:
+    now = time.monotonic()
+    cached = _group_up.get(group)
+    if cached is not None and now - cached[0] < _GROUP_UP_TTL_S:
+        return cached[1]
+    nodes = registry.list_snapshots(group)
+    up = any(n.enabled and not n.draining and n.status != NodeStatus.UNHEALTHY for n in nodes)
+    _group_up[group] = (now, up)
+    return up
+
+
+def status_detail(job: Job) -> str | None:
+    """Why a job that is not final is where it is, when it is not obvious."""
+    if job.status in (JobStatus.PENDING, JobStatus.QUEUED) and not _group_has_node_up(job.node_group):
+        return f"waiting for a node of group {job.node_group}"
+    if job.status == JobStatus.CANCELLING:
+        return f"waiting for node {job.node_id} to stop the prompt"
+    return None
+
+
 def task_view(session: Session, job: Job) -> Task:
     """The Task shape of one ledger row; queue position only while it waits."""
     waiting = job.status in (JobStatus.PENDING, JobStatus.QUEUED)
@@ -42,6 +70,7 @@ def task_view(session: Session, job: Job) -> Task:
         params=job.params or {},
         seed=job.seed,
         error=job.error,
+        status_detail=status_detail(job),
         attempts=job.attempts or 0,
         queue_position=ledger.queue_position(session, job) if waiting else None,
         cancel_requested=bool(job.cancel_requested),

@@ -1,0 +1,104 @@
+"""Node outages are waited out: the only node killed or frozen for seconds loses no job and runs none twice; a
+group with no node for longer than its `outage_wait_s` fails its jobs saying why; a graph the node rejects fails
+at once, naming the node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from tests.distribution.conftest import Fleet
+from tests.fixtures.prefect_server import start_worker, wait_until
+from tests.fixtures.simnode import start_simnode
+
+pytestmark = pytest.mark.prefect
+
+OUTAGE_S = 3.0
+
+
+def _restart_on_same_port(fleet: Fleet, node: Any, **flags: Any) -> Any:
+    """Start the node again where it was (same port and folders); the fleet and the stack forget the old one."""
+    fresh = start_simnode(port=node.port, data_dir=node.data_dir, **flags)
+    fresh.node_id = node.node_id
+    fleet.stack.simnodes[fleet.stack.simnodes.index(node)] = fresh
+    fleet.nodes[node.node_id] = fresh
+    return fresh
+
+
+def _prompts_run(fleet: Fleet, task_ids: list[str]) -> dict[str, list[str]]:
+    """Per job, the prompt ids of its succeeded attempts (the runs that made its result)."""
+    return {t: [a["prompt_id"] for a in fleet.admin_task(t)["attempt_list"] if a["status"] == "succeeded"]
+            for t in task_ids}
+
+
+def _assert_all_completed_once(fleet: Fleet, task_ids: list[str], node: Any) -> None:
+    done = [fleet.wait_final(t, timeout=120) for t in task_ids]
+    assert [d["status"] for d in done] == ["completed"] * len(task_ids), [(d["status"], d["error"]) for d in done]
+    assert all(len(d["results"]) == 1 for d in done)
+    runs = _prompts_run(fleet, task_ids)
+    assert all(len(prompts) == 1 for prompts in runs.values()), runs
+    executions = node.state()["executions"]  # the node as it is now: every prompt it ran, and how often
+    assert all(count == 1 for count in executions.values()), executions
+
+
+def test_the_only_node_killed_for_seconds_loses_no_job(fleet: Fleet) -> None:
+    node = fleet.add("outage-kill", step_delay=0.05, max_concurrent=2)
+    task_ids = [fleet.submit(steps=6) for _ in range(8)]
+    fleet.wait_running(task_ids[0])
+
+    node.kill()
+    # What a client reads while the node is gone: its jobs wait, and say for what.
+    waiting = wait_until(lambda: (t := fleet.task(task_ids[-1]))["status_detail"] and t, timeout=30,
+                         what="a queued job to say it waits for a node")
+    assert waiting["status"] == "queued"
+    assert waiting["status_detail"] == "waiting for a node of group default"
+    time.sleep(OUTAGE_S)  # the outage itself: nothing to wait for
+    failed = [(t["status"], t["error"]) for t in map(fleet.task, task_ids) if t["status"] == "failed"]
+    assert not failed
+    node = _restart_on_same_port(fleet, node, step_delay=0.02)
+
+    _assert_all_completed_once(fleet, task_ids, node)
+
+
+def test_the_only_node_frozen_for_seconds_runs_every_job_once(fleet: Fleet) -> None:
+    node = fleet.add("outage-stop", step_delay=0.1, max_concurrent=2)
+    task_ids = [fleet.submit(steps=10) for _ in range(6)]
+    fleet.wait_running(task_ids[0])
+
+    os.kill(node.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE_S)  # the outage itself
+    finally:
+        os.kill(node.process.pid, signal.SIGCONT)
+
+    _assert_all_completed_once(fleet, task_ids, node)
+
+
+def test_a_group_down_longer_than_its_outage_wait_fails_its_jobs_saying_why(fleet: Fleet) -> None:
+    """Group `brief` (outage_wait_s 2 in the stack's config) has no node at all."""
+    worker = start_worker("brief", fleet.stack.root, concurrency=2, poll_interval=2.0)
+    try:
+        task_id = fleet.submit(node_group="brief", steps=2)
+        done = fleet.wait_final(task_id, timeout=60)
+    finally:
+        worker.process.kill()
+        worker.process.wait(timeout=10)
+    assert done["status"] == "failed"
+    assert done["error"].startswith("NoNodeAvailable: no node of group 'brief' could take the job for 2 s"), done
+    assert done["attempts"] == 0
+
+
+def test_a_rejected_graph_fails_at_once_with_the_nodes_message_and_name(fleet: Fleet) -> None:
+    nodes = [fleet.add(f"reject-{x}", step_delay=0.01) for x in "ab"]
+    for node in nodes:
+        node.control(reject_all=True)
+    task_id = fleet.submit(steps=2)
+    done = fleet.wait_final(task_id)
+    assert done["status"] == "failed" and done["attempts"] == 1
+    assert done["error"].startswith("Prompt outputs failed validation (Simulated rejection (reject_all))"), done
+    assert "(rejected by node reject-" in done["error"]
+    assert sum(node.state()["prompts_received"] for node in nodes) == 1
