@@ -19,11 +19,13 @@ def health() -> dict[str, str]:
 @router.get(
     "/health/ready",
     responses={
-        200: {"description": "Ready: `{databases, prefect, nodes}`"},
-        503: {"description": "Not ready: the same body, naming what is down"},
+        200: {"description": "Ready: `{ready, databases, prefect, nodes: {usable, registered, groups, "
+                             "groups_without_node}}`"},
+        503: {"description": "Not ready: the same body plus `detail`, naming what is down (the node groups "
+                             "without a healthy node among them)"},
     },
 )
 async def ready() -> JSONResponse:
-    """200 when the databases, the Prefect server and at least one node are usable; 503 otherwise."""
+    """200 when the databases and the Prefect server answer and every node group has a usable node; 503 otherwise."""
     ok, body = await readiness()
     return JSONResponse(body, status_code=200 if ok else 503)

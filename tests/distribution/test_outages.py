@@ -102,3 +102,36 @@ def test_a_rejected_graph_fails_at_once_with_the_nodes_message_and_name(fleet: F
     assert done["error"].startswith("Prompt outputs failed validation (Simulated rejection (reject_all))"), done
     assert "(rejected by node reject-" in done["error"]
     assert sum(node.state()["prompts_received"] for node in nodes) == 1
+
+
+def test_readiness_is_503_naming_the_group_while_its_only_node_is_down(fleet: Fleet) -> None:
+    import asyncio
+
+    from comfyws.config import get_config
+    from workers.health import HealthMonitor
+
+    node = fleet.add("ready-only", step_delay=0.01)
+    monitor = HealthMonitor(get_config().nodes.health)  # what `comfyws monitor` runs, one round at a time
+
+    def ready() -> tuple[int, dict[str, Any]]:
+        with fleet.stack.http() as http:
+            response = http.get("/health/ready")
+        return response.status_code, response.json()
+
+    asyncio.run(monitor.probe_once())
+    code, body = ready()
+    assert code == 200, body
+    assert body["nodes"]["groups"]["default"] == 1 and body["nodes"]["usable"] == 1  # counted once
+
+    node.kill()
+    for _ in range(get_config().nodes.health.unhealthy_after):
+        asyncio.run(monitor.probe_once())
+    code, body = ready()
+    assert code == 503
+    assert body["nodes"]["groups_without_node"] == ["default"]
+    assert "no healthy node in group(s) default" in body["detail"]
+
+    node = _restart_on_same_port(fleet, node, step_delay=0.01)
+    for _ in range(get_config().nodes.health.healthy_after):
+        asyncio.run(monitor.probe_once())
+    assert ready()[0] == 200
