@@ -121,6 +121,25 @@ async def test_execution_error_raises_execution_failed_with_earlier_outputs() ->
     )
     assert "cannot identify image file" in error.exception_message
     assert error.outputs["2"].images[0].filename == "trace_before_error_00001_.png"
+    # A corrupt input fails on every node: not a node fault, and the job's error leads with ComfyUI's words.
+    assert not error.node_fault
+    assert error.node_message.startswith("PIL.UnidentifiedImageError: cannot identify image file")
+    assert error.node_message.endswith("(in LoadImage 3)")
+
+
+@pytest.mark.parametrize(("exception_type", "message", "node_fault"), [
+    ("torch.OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB", True),
+    ("RuntimeError", "CUDA error: an illegal memory access was encountered", True),
+    ("SimulatedFailure", "Simulated failure injected at step 3/6", True),
+    ("ValueError", "Invalid sampler name", False),
+    ("FileNotFoundError", "[Errno 2] No such file or directory: 'models/loras/x.safetensors'", False),
+])
+def test_execution_errors_are_node_faults_only_when_the_machine_failed(
+    exception_type: str, message: str, node_fault: bool
+) -> None:
+    error = ExecutionFailed(prompt_id="p", node_id="5", node_type="KSampler", exception_type=exception_type,
+                            exception_message=message)
+    assert error.node_fault is node_fault
 
 
 async def test_interrupt_raises_prompt_interrupted() -> None:
