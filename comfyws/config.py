@@ -72,7 +72,9 @@ class NodesConfig(_Strict):
     )
     groups: dict[str, NodeGroup] = Field(default_factory=dict, description="Per node-group settings")
     health: HealthConfig = Field(default_factory=HealthConfig, description="Health monitor settings")
-    max_attempts: int = Field(3, ge=1, description="Distinct nodes a job may fail on before it ends failed")
+    max_attempts: int = Field(
+        3, ge=1, description="Executions a job may lose to node faults before it ends failed (refusals do not count)"
+    )
 
     @field_validator("static_nodes")
     @classmethod
