@@ -165,6 +165,23 @@ def _frame_entry(raw: str | bytes) -> dict[str, Any]:
     return entry
 
 
+def _summary(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per socket entry, as the recordings' `ws_summary` has them."""
+    lines = []
+    for entry in entries:
+        if entry.get("dir") == "event":
+            what = str(entry["event"])
+        elif entry.get("kind") == "binary":
+            what = f"BINARY {entry['event_name']} {entry['length']} bytes"
+        else:
+            message = entry["json"]
+            data = message.get("data") or {}
+            detail = f" node={data['node']}" if "node" in data else ""
+            what = ("SENT " if entry.get("dir") == "sent" else "") + f"{message.get('type')}{detail}"
+        lines.append(f"{float(entry['t']):8.3f} {what}")
+    return lines
+
+
 def _recv_times(entries: list[dict[str, Any]]) -> list[float]:
     return [float(e["t"]) for e in entries if e.get("dir") == "recv"]
 
@@ -241,10 +258,13 @@ class Replay:
             await asyncio.sleep(DRAIN_SECONDS)  # a bounded listen for frames the recording does not have
         for sock in sockets.values():
             await sock.close()
-        result: dict[str, Any] = {key: value for key, value in trace.items() if key not in ("http", "ws", "client_b_ws")}
-        result.update(base=self.base, http=live_http, ws=sockets["ws"].entries if "ws" in sockets else [])
+        live_keys = ("http", "ws", "ws_summary", "client_b_ws", "client_b_summary")
+        result: dict[str, Any] = {key: value for key, value in trace.items() if key not in live_keys}
+        ws = sockets["ws"].entries if "ws" in sockets else []
+        result.update(base=self.base, http=live_http, ws=ws, ws_summary=_summary(ws))
         if "client_b_ws" in sockets:
             result["client_b_ws"] = sockets["client_b_ws"].entries
+            result["client_b_summary"] = _summary(result["client_b_ws"])
         return result
 
     async def _sync(self, sockets: dict[str, LiveSocket], recorded: dict[str, Any], at: float) -> None:

@@ -19,8 +19,10 @@ from tests.simnode.replay import Replay, load, scenario_names
 from tests.simnode.structure import differences
 
 CHECKPOINT = "tiny-random-sd15.safetensors"
-# The recorded server's steps took ~35 ms; close enough that an interrupt lands between the same two steps.
+# The recorded server's steps took ~35 ms. Where an interrupt must land between the same two steps as in the
+# recording (after step 3 of 200), a step takes longer so that a loaded test machine still gets it there.
 STEP_DELAY = 0.04
+SLOW_STEPS = {"14_tiny_sd_interrupt_ksampler": 0.25, "13a_tiny_sd_rerun_partially_cached": 0.25}
 # Scenarios recorded on a server started with --preview-method latent2rgb.
 WITH_PREVIEWS = {"01b_endpoints_with_checkpoint", "15_tiny_sd_previews_metadata",
                  "16_tiny_sd_previews_legacy_no_feature_flags"}
@@ -61,7 +63,7 @@ def node_for(tmp_path: Path) -> Iterator[object]:
     started: list[SimNode] = []
 
     def start(name: str) -> SimNode:
-        node = start_simnode(data_dir=tmp_path / "simnode", step_delay=STEP_DELAY,
+        node = start_simnode(data_dir=tmp_path / "simnode", step_delay=SLOW_STEPS.get(name, STEP_DELAY),
                              checkpoints="" if name in WITHOUT_CHECKPOINT else CHECKPOINT,
                              preview_method="latent2rgb" if name in WITH_PREVIEWS else None)
         started.append(node)
