@@ -37,6 +37,7 @@ class SecretSpec:
 JWT_SECRET = SecretSpec("jwt_secret", "COMFYWS_API_JWT_SECRET", "signs access tokens")
 INTERNAL_TOKEN = SecretSpec("internal_token", "COMFYWS_INTERNAL_TOKEN", "workers post job events to the API")
 NODE_TOKEN = SecretSpec("node_token", "COMFYWS_API_NODE_TOKEN", "nodes register and send heartbeats")
+ALL_STARTUP = (JWT_SECRET, INTERNAL_TOKEN, NODE_TOKEN)  # what every start needs (production: given explicitly)
 REGISTRATION_TOKEN = SecretSpec(
     "registration_token", "COMFYWS_API_REGISTRATION_TOKEN", "partners register clients when auth.registration is token"
 )
