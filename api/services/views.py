@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -54,6 +55,22 @@ def status_detail(job: Job) -> str | None:
     return None
 
 
+def readable(value: Any) -> Any:
+    """Stored text as a response can carry it: a lone surrogate (rows written before input was checked, or
+    a node's message) becomes U+FFFD instead of failing the whole answer with a 500."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {readable(k): readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
 def task_view(session: Session, job: Job) -> Task:
     """The Task shape of one ledger row; queue position only while it waits."""
     waiting = job.status in (JobStatus.PENDING, JobStatus.QUEUED)
@@ -67,9 +84,9 @@ def task_view(session: Session, job: Job) -> Task:
         total_steps=job.total_steps,
         node_id=job.node_id,
         priority=Priority(job.priority),
-        params=job.params or {},
+        params=readable(job.params or {}),
         seed=job.seed,
-        error=job.error,
+        error=readable(job.error),
         status_detail=status_detail(job),
         attempts=job.attempts or 0,
         queue_position=ledger.queue_position(session, job) if waiting else None,
