@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
+from api.settings import get_api_settings
 from database.errors import JobNotFoundError
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,68 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _job_not_found(_request: Request, exc: Exception) -> JSONResponse:
     return ErrorResponse(error_body("not_found", str(exc)), status_code=404)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read (FastAPI lets HTTP exceptions from there through as they are)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: larger than the {limit} byte limit")
+
+
+UPLOAD_PATHS = ("/api/v2/upload/",)
+INTERNAL_PATHS = ("/internal/",)
+_INTERNAL_LIMIT = 64 * 1024 * 1024  # workers' event batches (previews are images); the internal token guards it
+_MULTIPART_SLACK = 1024 * 1024
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request to `path` may send: uploads their file limit, workers' events more, others less."""
+    settings = get_api_settings()
+    if path.startswith(UPLOAD_PATHS):
+        return settings.max_upload_bytes + _MULTIPART_SLACK
+    if path.startswith(INTERNAL_PATHS):
+        return _INTERNAL_LIMIT
+    return settings.max_body_bytes
+
+
+class BodySizeLimit:
+    """Refuse a body over its path's limit with 413 before it is read whole: a Content-Length over it is answered
+    at once; a body sent without one is counted as it arrives and cut off at the limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            body = error_body("payload_too_large", f"body: larger than the {limit} byte limit")
+            await ErrorResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class UnexpectedErrors:
@@ -105,3 +162,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(JobNotFoundError, _job_not_found)
     app.add_middleware(UnexpectedErrors)  # added first: the innermost, inside the access log and CORS
+    app.add_middleware(BodySizeLimit)

@@ -56,6 +56,9 @@ class ApiSettings(BaseSettings):
         None, description="Token nodes present to register; unset = generated into the data dir (not in production)"
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted upload")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body besides uploads (larger is 413, unread)"
+    )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest accepted upload in pixels (width x height); larger is 413"
     )

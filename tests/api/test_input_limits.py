@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -168,3 +169,25 @@ def test_errors_echoing_a_lone_surrogate_still_render(api: Api, client: tuple[st
         response = _raw_json(http, "/api/v2/tasks/text-to-image", '{"prompt": "a cat", "\\ud800": 1}')
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "validation_error"
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(api: Api, client: tuple[str, str]) -> None:
+    """4 MiB for JSON bodies (COMFYWS_API_MAX_BODY_BYTES), the file limit plus slack for uploads; a body sent
+    without a length is cut off once it passes the limit."""
+    client_id, token = client
+    huge = b'{"prompt": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(huge), 64 * 1024):
+            yield huge[start : start + 64 * 1024]
+
+    with api.http(token) as http:
+        declared = http.post("/api/v2/tasks/text-to-image", content=huge,
+                             headers={"content-type": "application/json"})  # fmt: skip
+        streamed = http.post("/api/v2/tasks/text-to-image", content=chunks(),
+                             headers={"content-type": "application/json"})  # fmt: skip
+        upload = http.post("/api/v2/upload/image", files={"file": ("big.png", b"\x89PNG" + b"0" * 2_000_000)})
+    for response in (declared, streamed, upload):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "payload_too_large"
+    assert _jobs_of(client_id) == 0
