@@ -19,6 +19,8 @@ PERMISSIONS: dict[tuple[str, str], AdminRole] = {
     ("GET", f"{_A}/tasks/{{task_id}}"): VIEWER,
     ("POST", f"{_A}/tasks/{{task_id}}/cancel"): OPERATOR,
     ("POST", f"{_A}/tasks/{{task_id}}/retry"): OPERATOR,
+    ("GET", f"{_A}/batches"): VIEWER,
+    ("POST", f"{_A}/batches/{{batch_id}}/cancel"): OPERATOR,
     ("GET", f"{_A}/nodes"): VIEWER,
     ("GET", f"{_A}/nodes/{{node_id}}/health"): VIEWER,
     ("POST", f"{_A}/nodes"): OPERATOR,

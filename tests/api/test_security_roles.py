@@ -61,7 +61,7 @@ def test_every_route_taking_an_admin_token_is_in_the_table_and_the_docs_show_the
 def _request(method: str, path: str) -> tuple[str, dict[str, Any] | None]:
     """A concrete URL and a body a permitted caller may send (it may still be 404/409/422: never 403)."""
     values = {
-        "task_id": str(uuid.uuid4()), "node_id": f"n-{uuid.uuid4().hex[:6]}", "action": "drain",
+        "task_id": str(uuid.uuid4()), "batch_id": str(uuid.uuid4()), "node_id": f"n-{uuid.uuid4().hex[:6]}", "action": "drain",
         "client_id": "cl_nobody", "user_id": "999999", "group": "default",
     }
     url = path.format(**values)
