@@ -40,6 +40,7 @@ SECRETS = {
     "COMFYWS_API_JWT_SECRET": "jwt-secret-5",
     "COMFYWS_API_ADMIN_PASSWORD": "admin-pw-6",
     "COMFYWS_INTERNAL_TOKEN": "internal-token-7",
+    "COMFYWS_API_NODE_TOKEN": "node-token-8",
 }
 COMMON_SERVICES = {"prefect", "api", "worker", "monitor", "client-ui", "admin-ui", "redis"}
 PUBLISHED = {8000: "api", 8001: "client-ui", 8002: "admin-ui", 4200: "prefect"}
