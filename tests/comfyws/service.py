@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from tests.fixtures.prefect_server import free_port, wait_until
-from tests.fixtures.stack import ADMIN_PASSWORD, FINAL, _service_env, _write_config
+from tests.fixtures.prefect_server import PROJECT_ROOT, free_port, wait_until
+from tests.fixtures.stack import ADMIN_PASSWORD, FINAL, _service_env
 
 START_DEADLINE_S = 240.0  # a cold start on 2 busy cores
 PORT_NAMES = ("api", "client", "admin", "prefect", "simnode")
@@ -30,6 +31,13 @@ def _process_stat(pid: int) -> tuple[str, int, int] | None:
         return None
     fields = raw[raw.rindex(")") + 2:].split()
     return fields[0], int(fields[3]), int(fields[19])
+
+
+def _cwd(entry: Path) -> str:
+    try:
+        return os.readlink(entry / "cwd")
+    except OSError:
+        return ""
 
 
 def sessions_members(session_ids: set[int]) -> dict[int, int]:
@@ -103,9 +111,14 @@ class RunningService:
         """Every process of the service now: the supervisor and each child's whole session."""
         state = self.state()
         members = sessions_members({c["pid"] for c in state.get("children", []) if c["pid"]})
-        if (stat := _process_stat(int(state["pid"]))) is not None:
+        if "pid" in state and (stat := _process_stat(int(state["pid"]))) is not None:
             members[int(state["pid"])] = stat[2]
         return members
+
+    def _started_here(self) -> list[int]:
+        """Whatever runs in this service's folder (its children inherit it), whether run.json knows it or not."""
+        return [int(entry.name) for entry in Path("/proc").iterdir()
+                if entry.name.isdigit() and _cwd(entry).startswith(str(self.root))]
 
     def wait_phase(self, phase: str, *, timeout: float = START_DEADLINE_S) -> None:
         def reached() -> bool:
@@ -117,7 +130,7 @@ class RunningService:
 
     def kill_everything(self) -> None:
         """Teardown whatever happened: no test leaves a server behind."""
-        for pid in self.processes():
+        for pid in {*self.processes(), *self._started_here()}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.process.poll() is None:
@@ -166,6 +179,14 @@ class RunningService:
     def wait_final(self, token: str, task_id: str, *, timeout: float = 90.0) -> str:
         return str(wait_until(lambda: (s := self.task_status(token, task_id)) in FINAL and s,
                               timeout=timeout, interval=0.2, what=f"task {task_id} to finish"))
+
+
+def _write_config(path: Path) -> None:
+    """The project's config.yaml with quicker health probes, so a restarted node is healthy again soon."""
+    config = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
+    config["nodes"]["health"] = {"interval_seconds": 0.5, "timeout_seconds": 2, "unhealthy_after": 2,
+                                 "healthy_after": 1}
+    path.write_text(yaml.safe_dump(config))
 
 
 def _environment(root: Path) -> dict[str, str]:
