@@ -9,7 +9,11 @@ from pydantic import BaseModel, Field
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_OBJECT_INFO = PACKAGE_DIR / "object_info.json"
-DEFAULT_CHECKPOINTS = ("sd15-tiny.safetensors", "sdxl-base.safetensors", "svd.safetensors")
+# The service's shipped workflows use the first three; the recordings (tests/data/comfyui) used the last, so their
+# graphs validate on a simulated node started with its defaults.
+DEFAULT_CHECKPOINTS = (
+    "sd15-tiny.safetensors", "sdxl-base.safetensors", "svd.safetensors", "tiny-random-sd15.safetensors",
+)
 # The ComfyUI release whose behaviour the simulator reproduces (tests/data/comfyui); /system_stats reports it as
 # `comfyui_version` like a real node, and says `"simulated": true` beside it.
 SIM_VERSION = "0.3.64"

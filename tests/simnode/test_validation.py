@@ -58,7 +58,7 @@ def test_unknown_checkpoint_is_value_not_in_list(shared_node: SimNode) -> None:
     assert error["type"] == "value_not_in_list"
     assert error["details"] == (
         "ckpt_name: 'nope.safetensors' not in "
-        "['sd15-tiny.safetensors', 'sdxl-base.safetensors', 'svd.safetensors']"
+        "['sd15-tiny.safetensors', 'sdxl-base.safetensors', 'svd.safetensors', 'tiny-random-sd15.safetensors']"
     )
     assert response.json()["node_errors"]["1"]["dependent_outputs"] == ["7"]
 
