@@ -82,10 +82,11 @@ def register(session: Session, data: NodeIn, caller: NodeCredentials) -> Registe
     base_url = checked_base_url(data.base_url)
     existing = admin_repo.get_node(session, data.node_id)
     if caller.admin is None:
-        if existing is not None and not _own_token(existing, caller.token):
+        own = existing is not None and _own_token(existing, caller.token)
+        if not own and not caller.shared_token:
+            raise Unauthorized("registering a node needs the node token, its own token or an operator's token")
+        if existing is not None and not own:
             raise Forbidden(f"node {data.node_id!r} exists: re-registering it needs its own node token or an operator")
-        if existing is None and not caller.shared_token:
-            raise Unauthorized("registering a node needs the node token or an operator's token")
     fields = data.model_dump(exclude={"node_id"}) | {"base_url": base_url}
     node_token = None
     if existing is None:

@@ -31,6 +31,7 @@ def test_only_the_node_token_or_an_operator_registers_and_an_id_cannot_be_taken_
     assert first.status_code == 200 and first.json()["node_token"]
     own = first.json()["node_token"]
     # The shared token cannot re-point an existing node; its own token and an operator can.
+    assert _register(live, "a-made-up-token-0123", "gpu-1", "http://10.0.0.66:8188").status_code == 401
     hijack = _register(live, NODE_TOKEN, "gpu-1", "http://10.0.0.66:8188")
     assert hijack.status_code == 403 and "own node token" in hijack.json()["detail"]
     again = _register(live, own, "gpu-1", "http://10.0.0.6:8188")
