@@ -14,7 +14,8 @@ from api import handlers, launcher
 from api.access_log import AccessLogMiddleware, AccessLogWriter, redact_logs
 from api.dispatcher import Dispatcher
 from api.revocation import SocketRegistry
-from api.routes import admin, auth, health, live, nodes, tasks
+from api.batch_keeper import BatchKeeper
+from api.routes import admin, auth, batches, health, live, nodes, tasks
 from api.services import jobs
 from api.services.auth import ensure_admin_account
 from api.settings import get_api_settings
@@ -44,10 +45,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.access_log.start()
     dispatcher: Dispatcher = app.state.dispatcher
     await dispatcher.start(await run_in_threadpool(jobs.pending_requests))
+    await app.state.batch_keeper.start()
     log.info("API ready (progress bus: %s)", bus.backend)
     try:
         yield
     finally:
+        await app.state.batch_keeper.stop()
         await dispatcher.stop()
         await app.state.access_log.stop()
         await sockets.stop()
@@ -68,9 +71,12 @@ def create_app() -> FastAPI:
     app.state.sockets = SocketRegistry()
     app.state.access_log = AccessLogWriter()
     app.state.dispatcher = Dispatcher()
+    app.state.batch_keeper = BatchKeeper()
     handlers.install(app)
-    for module in (auth, tasks, live, nodes, admin, health):
+    for module in (auth, tasks, batches, live, nodes, admin, health):
         app.include_router(module.router)
+    app.include_router(batches.admin_router)
+    app.include_router(batches.internal_router)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware, writer=app.state.access_log)
     # Only the front ends' origins, never "*": the configured list, plus the default pattern (the UIs' ports).

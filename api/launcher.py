@@ -25,7 +25,7 @@ from prefect.states import Cancelled, Cancelling
 from api.errors import RunRefused, SchedulerBusy, SchedulerUnavailable
 from api.settings import get_api_settings
 from deployments.names import deployment_name, job_tag, queue_for_priority
-from flows.params import GenerationRequest, flow_for
+from flows.params import BATCH_FLOW, GenerationRequest, flow_for
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,27 @@ async def _create_from(
         name=f"job-{job_id}",
         tags=[job_tag(job_id), request.task_type],
     )
+
+
+async def launch_batch(batch_id: str, group: str, number: int) -> str:
+    """Create the flow run of a batch's feeder (`run-batch/<group>`); `number` counts the batch's feeders, so a
+    retry after a lost answer returns the same run and a dead feeder's successor is a new one."""
+    name = deployment_name(BATCH_FLOW, group)
+    try:
+        with _without_client_retries():
+            async with prefect_client() as client:
+                run = await client.create_flow_run_from_deployment(
+                    await _deployment_id(client, name),
+                    parameters={"batch_id": batch_id},
+                    idempotency_key=f"batch:{batch_id}:{number}",
+                    name=f"batch-{batch_id}-{number}",
+                    tags=["batch", f"batch:{batch_id}"],
+                )
+    except ObjectNotFound as exc:
+        raise SchedulerUnavailable(f"the scheduler is unavailable: no deployment {name!r}") from exc
+    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+        raise SchedulerUnavailable(f"the scheduler is unavailable: {_describe(exc)}") from exc
+    return str(run.id)
 
 
 async def cancel(flow_run_id: str, *, running: bool) -> None:

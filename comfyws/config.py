@@ -194,6 +194,18 @@ class AuthConfig(_Strict):
     )
 
 
+class BatchesConfig(_Strict):
+    max_items: int = Field(10_000, ge=1, description="Items one batch may hold (a larger batch or sweep is 422)")
+    lookahead: int = Field(
+        2, ge=0, description="Flow runs a batch keeps beyond its group's free node slots: items get their runs as "
+        "capacity frees, never all at once"
+    )
+    max_in_flight: int = Field(16, ge=1, description="Upper bound of a batch's items that have a flow run at once")
+    feeder_stale_s: float = Field(
+        30.0, gt=0, description="A batch whose feeder was not seen for this long gets a new one (a worker died)"
+    )
+
+
 class ServiceConfig(BaseModel):
     """The whole config.yaml. Unknown top-level keys are kept (operators annotate files) but not used."""
 
@@ -204,6 +216,7 @@ class ServiceConfig(BaseModel):
     nodes: NodesConfig = Field(default_factory=NodesConfig, description="ComfyUI nodes and groups")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Client registration policy")
     task_types: dict[str, TaskTypeConfig] = Field(default_factory=dict, description="Generation types")
+    batches: BatchesConfig = Field(default_factory=BatchesConfig, description="Batches of jobs (issue 12)")
 
 
 def _format_error(err: ValidationError) -> str:

@@ -13,8 +13,10 @@ from typing import Any
 
 import yaml
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +38,14 @@ class WorkPoolRef(BaseModel):
     job_variables: dict[str, Any] = Field(default_factory=dict, description="Unused by the in-process worker")
 
 
+class ScheduleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description="Cron expression, e.g. `0 2 * * *`")
+    timezone: str = Field("UTC", description="Time zone of the cron expression")
+    active: bool = Field(False, description="Whether the schedule runs (toggle it in the Prefect UI)")
+
+
 class DeploymentSpec(BaseModel):
     """One deployment entry of prefect.yaml (the fields this service uses)."""
 
@@ -52,6 +62,8 @@ class DeploymentSpec(BaseModel):
     work_pool: WorkPoolRef = Field(
         default_factory=lambda: WorkPoolRef(), description="Pool and default queue"
     )
+    schedules: list[ScheduleSpec] = Field(default_factory=list, description="Only on named deployments")
+    paused: bool = Field(False, description="Only on named deployments")
 
 
 def read_deployment_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
@@ -59,6 +71,42 @@ def read_deployment_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     specs = [DeploymentSpec.model_validate(entry) for entry in raw.get("deployments") or []]
     return [s for s in specs if s.name == TEMPLATE_GROUP]
+
+
+def read_named_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
+    """The deployments of a prefect.yaml that are not group templates (e.g. the scheduled `nightly-batch`)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    specs = [DeploymentSpec.model_validate(entry) for entry in raw.get("deployments") or []]
+    return [s for s in specs if s.name != TEMPLATE_GROUP]
+
+
+async def ensure_named_deployment(client: PrefectClient, spec: DeploymentSpec, *, project_root: Path) -> str:
+    """Create a named deployment on its own pool; once it exists, what an operator changed in the Prefect UI
+    (schedule on or off, cron, parameters, paused) is kept and only the code-side fields are updated."""
+    flow = load_flow(spec.entrypoint, project_root=project_root)
+    flow_id = await client.create_flow_from_name(flow.name)
+    full_name = deployment_name(flow.name, spec.name)
+    try:
+        existing: DeploymentResponse | None = await client.read_deployment_by_name(full_name)
+    except ObjectNotFound:
+        existing = None
+    if existing is not None:
+        schedules = [DeploymentScheduleCreate(schedule=s.schedule, active=s.active, parameters=s.parameters,
+                                              slug=s.slug) for s in existing.schedules]
+        parameters, paused = existing.parameters, existing.paused
+    else:
+        schedules = [DeploymentScheduleCreate(schedule=CronSchedule(cron=s.cron, timezone=s.timezone),
+                                              active=s.active) for s in spec.schedules]
+        parameters, paused = spec.parameters, spec.paused
+    await client.create_deployment(
+        flow_id=flow_id, name=spec.name, version=spec.version, description=spec.description or flow.description,
+        tags=spec.tags, parameters=parameters, entrypoint=spec.entrypoint, work_pool_name=spec.work_pool.name,
+        work_queue_name=spec.work_pool.work_queue_name, job_variables=spec.work_pool.job_variables,
+        parameter_openapi_schema=parameter_schema(flow.fn).model_dump_for_openapi(),
+        enforce_parameter_schema=spec.enforce_parameter_schema, concurrency_limit=spec.concurrency_limit,
+        schedules=schedules, paused=paused,
+    )
+    return full_name
 
 
 async def ensure_work_pool(client: PrefectClient, group: str) -> None:
@@ -121,4 +169,7 @@ async def ensure_infrastructure(
             await ensure_work_pool(client, group)
             for spec in specs:
                 names.append(await ensure_deployment(client, spec, group, project_root=project_root))
+        for spec in read_named_specs(prefect_yaml):
+            if spec.work_pool.name in {pool_name(g) for g in config.nodes.group_names()}:
+                names.append(await ensure_named_deployment(client, spec, project_root=project_root))
     return names

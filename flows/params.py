@@ -16,6 +16,9 @@ FLOW_FOR_TASK_TYPE: dict[str, str] = {
     "image_to_video": "generate-video",
 }
 
+# The flow that feeds a batch's items to the generation flows (deployed per node group like them).
+BATCH_FLOW = "run-batch"
+
 
 class GenerationRequest(BaseModel):
     """What a flow run needs besides the job id; the ledger row holds the rest."""

@@ -131,7 +131,8 @@ def pending_requests() -> list[tuple[str, GenerationRequest]]:
     """Committed jobs that never got a flow run (an API stopped in between), ready to dispatch again."""
     with session_scope(DatabaseName.SHARED) as session:
         jobs, _ = ledger.list_jobs(session, status=JobStatus.PENDING, limit=10_000)
-        waiting = [job for job in jobs if job.flow_run_id is None]
+        # A batch's items get their flow runs from the batch's feeder, as capacity frees.
+        waiting = [job for job in jobs if job.flow_run_id is None and job.batch_id is None]
     recovered = []
     for job in waiting:
         try:
@@ -150,19 +151,7 @@ def _record(
     submission = _parse(task_type, body)
     with session_scope(DatabaseName.CLIENT) as client_db:
         _check_quota(client_db, client_id)
-        input_files = _resolve_images(client_db, client_id, submission)
-    rendered = _validate_values(submission, input_files)
-    requirements = requirements_for(rendered.graph, submission.task_type)
-    _check_placeable(submission, requirements)
-    request = GenerationRequest(
-        task_type=task_type,
-        workflow_name=submission.workflow.name,
-        params=submission.params,
-        input_files=input_files,
-        node_group=submission.node_group,
-        priority=submission.priority,
-    )
-    checks.check_request_size(request)  # a job is stored only once the scheduler would take it
+        request, work = _complete(client_db, client_id, submission)
     job_id = str(uuid.uuid4())
     try:
         with session_scope(DatabaseName.SHARED) as shared_db:
@@ -176,11 +165,11 @@ def _record(
                 job_id=job_id,
                 client_id=client_id,
                 task_type=task_type,
-                workflow_name=submission.workflow.name,
-                params=submission.params,
-                priority=submission.priority,
-                node_group=submission.node_group,
-                work=int(requirements.work),
+                workflow_name=request.workflow_name,
+                params=request.params,
+                priority=request.priority,
+                node_group=request.node_group,
+                work=work,
             )
     except (IntegrityError, _KeyTaken):
         # A concurrent submit with the same key committed first: answer with its job.
@@ -190,6 +179,31 @@ def _record(
     with session_scope(DatabaseName.CLIENT) as client_db:
         client_repo.add_client_job(client_db, job_id=job_id, client_id=client_id, task_type=task_type)
     return Recorded(job_id, request)
+
+
+def prepare(
+    client_db: Session, client_id: str, task_type: str, body: dict[str, Any]
+) -> tuple[GenerationRequest, int]:
+    """Every check of a submit but the quota, before anything is written: the flow parameters and the job's
+    size in sampler steps. Raises the 4xx the submit would answer (batches report it per item)."""
+    return _complete(client_db, client_id, _parse(task_type, body))
+
+
+def _complete(client_db: Session, client_id: str, submission: Submission) -> tuple[GenerationRequest, int]:
+    input_files = _resolve_images(client_db, client_id, submission)
+    rendered = _validate_values(submission, input_files)
+    requirements = requirements_for(rendered.graph, submission.task_type)
+    _check_placeable(submission, requirements)
+    request = GenerationRequest(
+        task_type=submission.task_type,
+        workflow_name=submission.workflow.name,
+        params=submission.params,
+        input_files=input_files,
+        node_group=submission.node_group,
+        priority=submission.priority,
+    )
+    checks.check_request_size(request)  # a job is stored only once the scheduler would take it
+    return request, int(requirements.work)
 
 
 def _known(client_id: str, claim: IdempotencyClaim) -> Recorded | None:

@@ -69,10 +69,13 @@ def create_job(
     priority: Priority = Priority.NORMAL,
     node_group: str = "default",
     work: int | None = None,
+    batch_id: str | None = None,
+    batch_index: int | None = None,
 ) -> Job:
     """A new ledger row in `pending`: the caller commits it before creating the flow run.
 
-    `work` is the job's size in sampler steps (what placement weighs); None when unknown."""
+    `work` is the job's size in sampler steps (what placement weighs); None when unknown. A batch's item
+    carries the batch id and its index there."""
     job = Job(
         id=job_id,
         client_id=client_id,
@@ -82,6 +85,8 @@ def create_job(
         priority=Priority(priority),
         node_group=node_group,
         work=work,
+        batch_id=batch_id,
+        batch_index=batch_index,
         status=JobStatus.PENDING,
         created_at=utcnow(),
     )
