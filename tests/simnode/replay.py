@@ -199,7 +199,7 @@ def _greeting_length(entries: list[dict[str, Any]]) -> int:
 
 def _client_id(entries: list[dict[str, Any]]) -> str:
     connected = next(e for e in entries if e.get("event") == "connected")
-    return dict(parse_qsl(urlsplit(connected["url"]).query))["clientId"]
+    return dict(parse_qsl(urlsplit(str(connected["url"])).query))["clientId"]
 
 
 def _upload_bytes(filename: str, size: int) -> bytes:

@@ -9,7 +9,7 @@ on (tests/simnode/structure.py). What may still differ is listed in ALLOWED, eac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,8 @@ def _allowed(line: str) -> bool:
 
 
 @pytest.fixture
-def node_for(tmp_path: Path) -> Iterator[object]:
+def node_for(tmp_path: Path) -> Iterator[Callable[[str], SimNode]]:
+    """Starts a node set up like the server `name` was recorded on (stopped at teardown)."""
     started: list[SimNode] = []
 
     def start(name: str) -> SimNode:
@@ -75,8 +76,8 @@ def node_for(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.mark.parametrize("name", scenario_names())
-async def test_simulated_node_replays_the_recorded_scenario(name: str, node_for: object) -> None:
-    node = node_for(name)  # type: ignore[operator]
+async def test_simulated_node_replays_the_recorded_scenario(name: str, node_for: Callable[[str], SimNode]) -> None:
+    node = node_for(name)
     live = await Replay(node.url).run(name)
     found = differences(load(name), live, ordered=name not in ORDER_FREE, statuses=name not in STATUS_RACE)
     assert [line for line in found if not _allowed(line)] == [], "\n".join(found)
