@@ -2,7 +2,8 @@
 
 A worker writes its identity into the message of the Pending state it proposes when it claims a run (no extra
 API call per run). A run of our pool left Pending or Running by a worker that no longer exists (its process
-was killed) is set Scheduled again, so another worker runs it; the flows are written to be safe to run twice.
+was killed) is set Scheduled again, so another worker runs it; the flows are written to be safe to run twice. So is
+a run left Cancelling: run again, it finds its job `cancelling`, stops the prompt on the node and ends it cancelled.
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ class OrphanFinder:
         return record is None or record.status == WorkerStatus.OFFLINE
 
     async def orphans(self) -> list[FlowRun]:
-        """Runs of the pool in Pending or Running whose claiming worker is gone."""
+        """Runs of the pool in Pending, Running or Cancelling whose claiming worker is gone (a run left Cancelling
+        runs again only to stop its job's prompt on the node and end the job cancelled)."""
         runs = await self._client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING])
+                    type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])
                 )
             ),
             work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._pool])),
