@@ -178,9 +178,14 @@ class RedisConfig(_Strict):
 
 
 class SelfRegisteredQuota(_Strict):
-    daily_quota: int | None = Field(100, ge=0, description="Jobs per day; null = unlimited")
-    jobs_per_minute: int | None = Field(30, ge=0, description="Submits per minute; null = unlimited")
-    max_concurrent_jobs: int | None = Field(4, ge=0, description="Jobs not yet finished at once; null = unlimited")
+    """Bounds for anyone who registered alone: high enough for a busy integration (and the benchmarks' bursts of
+    a few hundred jobs), finite so that one registration cannot flood the scheduler. Admins tune each client."""
+
+    daily_quota: int | None = Field(5000, ge=0, description="Jobs per day; null = unlimited")
+    jobs_per_minute: int | None = Field(600, ge=0, description="Submits per minute; null = unlimited")
+    max_concurrent_jobs: int | None = Field(
+        500, ge=0, description="Jobs not yet finished at once; null = unlimited"
+    )
 
 
 class AuthConfig(_Strict):
