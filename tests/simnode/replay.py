@@ -43,6 +43,23 @@ PRELUDES: dict[str, list[str]] = {
     "13a_tiny_sd_rerun_partially_cached": ["12_tiny_sd_first_run", "14_tiny_sd_interrupt_ksampler"],
     "16_tiny_sd_previews_legacy_no_feature_flags": ["15_tiny_sd_previews_metadata"],
 }
+# How the recordings were made: two server sessions, each scenario in this order (numbers and cache states follow).
+SESSIONS: dict[str, list[str]] = {
+    # ComfyUI started without --preview-method, before the tiny checkpoint was put in place.
+    "empty": ["01_endpoints_idle"],
+    # The same, with the checkpoint.
+    "plain": [
+        "02_run_success_invert", "03_run_cached_rerun", "03b_run_partially_cached",
+        "04_upload_loadimage_scale", "05_animated_and_video_outputs", "06_validation_errors_400",
+        "06b_partial_validation_failure_200", "07_execution_error", "08_interrupt", "09_queue_delete",
+        "10_history_free_misc", "11_no_client_id_and_second_client", "12_tiny_sd_first_run",
+        "14_tiny_sd_interrupt_ksampler", "13a_tiny_sd_rerun_partially_cached", "13_tiny_sd_cached_rerun",
+    ],
+    # Restarted with --preview-method latent2rgb.
+    "previews": [
+        "01b_endpoints_with_checkpoint", "15_tiny_sd_previews_metadata", "16_tiny_sd_previews_legacy_no_feature_flags",
+    ],
+}
 # Uploads are recorded by name and size only; these are the ones whose content matters.
 UPLOAD_CONTENT = {"trace_corrupt.png": b"this is not a png"}
 
@@ -309,13 +326,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Re-record the ComfyUI scenarios against a node.")
     parser.add_argument("--base", default="http://127.0.0.1:8188", help="the node's base URL")
     parser.add_argument("--out", type=Path, required=True, help="folder for the new recordings")
-    parser.add_argument("names", nargs="*", help="scenarios (file stems) to record; default all, in order")
+    parser.add_argument("--session", choices=sorted(SESSIONS), help="record one recording session's scenarios")
+    parser.add_argument("names", nargs="*", help="or these scenarios (file stems), in this order")
     args = parser.parse_args()
+    names = args.names or SESSIONS.get(args.session or "", [])
+    if not names:
+        parser.error("name the scenarios or a --session")
     args.out.mkdir(parents=True, exist_ok=True)
 
     async def record() -> None:
         replay = Replay(args.base)
-        for name in args.names or scenario_names():
+        for name in names:
             live = await replay.scenario(load(name))
             (args.out / f"{name}.json").write_text(json.dumps(live, indent=1), encoding="utf-8")
 

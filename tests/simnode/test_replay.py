@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.simnode import SimNode, start_simnode
-from tests.simnode.replay import Replay, load, scenario_names
+from tests.simnode.replay import PRELUDES, SESSIONS, Replay, load, scenario_names
 from tests.simnode.structure import differences
 
 CHECKPOINT = "tiny-random-sd15.safetensors"
@@ -81,3 +81,11 @@ async def test_simulated_node_replays_the_recorded_scenario(name: str, node_for:
     live = await Replay(node.url).run(name)
     found = differences(load(name), live, ordered=name not in ORDER_FREE, statuses=name not in STATUS_RACE)
     assert [line for line in found if not _allowed(line)] == [], "\n".join(found)
+
+
+def test_the_recording_sessions_name_every_scenario_once_and_preludes_come_first() -> None:
+    order = [name for session in SESSIONS.values() for name in session]
+    assert sorted(order) == scenario_names()
+    for name, preludes in PRELUDES.items():
+        session = next(s for s in SESSIONS.values() if name in s)
+        assert [p for p in session[: session.index(name)] if p in preludes] == preludes, name
