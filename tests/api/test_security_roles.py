@@ -48,7 +48,7 @@ def test_every_route_taking_an_admin_token_is_in_the_table_and_the_docs_show_the
         (method, route.path)
         for route in _api_routes(create_app().routes)
         if _dependencies(route) & {_admin_user, _node_caller}
-        for method in route.methods
+        for method in route.methods or ()
     }
     assert len(guarded) > 20
     listed = {key for key in permissions.PERMISSIONS if key[0] != "WS"}
