@@ -91,3 +91,34 @@ def test_a_clients_unfinished_jobs_are_capped(live: Api) -> None:
     assert status == 429 and int(headers["retry-after"]) >= 1
     _set_quota(live, client_id, max_concurrent_jobs=None)
     assert _submit(live, token)[0] == 202
+
+
+@pytest.fixture
+def unthrottled_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMFYWS_API_LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS", "10000")
+
+
+async def test_a_flood_of_guesses_does_not_starve_other_requests(unthrottled_address: None, live: Api) -> None:
+    """60 wrong secrets at once (distinct ids, so no lock-out) take their scrypt turns on a few threads; a plain
+    request sent meanwhile still gets a worker thread at once instead of waiting behind every hash."""
+    import asyncio
+    import time
+
+    import httpx
+
+    async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+
+        async def guess(n: int) -> int:
+            body = {"client_id": f"cl_flood{n}", "client_secret": "wrong"}
+            return (await http.post("/api/v2/auth/token", json=body)).status_code
+
+        started = time.monotonic()
+        flood = asyncio.gather(*(guess(n) for n in range(60)))
+        await asyncio.sleep(0.2)  # the guesses are in
+        asked = time.monotonic()
+        catalog = await http.get("/api/v2/workflows")
+        waited = time.monotonic() - asked
+        statuses = await flood
+        flood_s = time.monotonic() - started
+    assert catalog.status_code == 200 and set(statuses) == {401}
+    assert waited < flood_s / 3, (waited, flood_s)
