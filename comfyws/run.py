@@ -63,8 +63,9 @@ def _start_simnode(sup: Supervisor, config: ServiceConfig, ports: Ports) -> None
     if config.nodes.static_nodes:
         return
     url = f"http://127.0.0.1:{ports.simnode}"
-    args = _comfyws("simnode", "--port", str(ports.simnode), "--name", "simnode-1", "--preview-method", "auto",
-                    "--data-dir", str(get_settings().data_dir / "simnode"))
+    # `python -m comfyws.simnode` is `comfyws simnode` without importing every command: a restart is seconds sooner.
+    args = [sys.executable, "-m", "comfyws.simnode", "--port", str(ports.simnode), "--name", "simnode-1",
+            "--preview-method", "auto", "--data-dir", str(get_settings().data_dir / "simnode")]
     sup.add(ChildSpec("simnode", args, StopTier.NODES, ready_url=f"{url}/system_stats",
                       on_ready=partial(_register_simnode, url)))
 

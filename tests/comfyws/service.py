@@ -194,15 +194,18 @@ def _environment(root: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PREFECT_", "COMFYWS_"))}
     env.update(_service_env(root))
+    for tuned in ("COMFYWS_FLOW_IDLE_TIMEOUT_S", "COMFYWS_FLOW_SLOT_POLL_S"):  # the flows' defaults, as shipped
+        env.pop(tuned, None)
     return env
 
 
-def start_service(root: Path, *, background: bool = False) -> RunningService:
+def start_service(root: Path, *args: str, background: bool = False) -> RunningService:
     """Start `comfyws run` (as a background job of a non-interactive shell when `background`: SIGINT ignored)."""
     root.mkdir(parents=True, exist_ok=True)
     _write_config(root / "config.yaml")
     ports = {name: free_port() for name in PORT_NAMES}
-    command = [sys.executable, "-m", "comfyws", "run", *(f"--{name}-port={port}" for name, port in ports.items())]
+    command = [sys.executable, "-m", "comfyws", "run", *(f"--{name}-port={port}" for name, port in ports.items()),
+               *args]
     if background:
         command = ["sh", "-c", " ".join(command) + " & wait"]
     with (root / "run.out").open("wb") as out:

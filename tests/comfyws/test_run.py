@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.comfyws.service import (
@@ -25,12 +26,13 @@ from tests.comfyws.service import (
 )
 from tests.fixtures.prefect_server import wait_until
 
-STOP_DEADLINE_S = 90.0  # workers' grace (30 s) with time to spare on 2 busy cores
+STOP_DEADLINE_S = 90.0  # workers' grace with time to spare on 2 busy cores
+GRACE_S = 10.0
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    running = start_service(tmp_path_factory.mktemp("run"))
+    running = start_service(tmp_path_factory.mktemp("run"), f"--grace={GRACE_S:g}")
     try:
         running.wait_phase("running")
         yield running
@@ -78,19 +80,26 @@ def test_a_killed_child_is_back_within_10s_and_jobs_complete(service: RunningSer
     assert service.wait_final(token, task) == "completed"
 
 
-def test_sigterm_lets_the_running_job_finish_and_leaves_nothing(service: RunningService) -> None:
+def test_sigterm_lets_running_jobs_finish_or_hands_them_back_and_leaves_nothing(service: RunningService) -> None:
     token = service.client_token()
-    task = service.submit(token, steps=60)  # ~3 s on the simulated node
-    wait_until(lambda: service.task_status(token, task) == "running", timeout=60.0, interval=0.1,
-               what="the job to run")
+    short = service.submit(token, steps=40)  # ~2 s on the simulated node: done within the grace
+    wait_until(lambda: service.task_status(token, short) == "running", timeout=60.0, interval=0.1,
+               what="the short job to run")
+    httpx.post(f"http://127.0.0.1:{service.ports['simnode']}/sim/control", json={"hang_next": 1}).raise_for_status()
+    long = service.submit(token, steps=4)  # stalls on the node: handed back when the grace is over
+    wait_until(lambda: service.task_status(token, long) == "running", timeout=60.0, interval=0.1,
+               what="the stalled job to run")
     processes = service.processes()
 
     service.process.send_signal(signal.SIGTERM)
 
     assert service.process.wait(timeout=STOP_DEADLINE_S) == 0
     _assert_all_gone(service, processes)
-    assert _ledger_status(service, task) == "completed", "the worker's grace let the job finish"
+    assert _ledger_status(service, short) == "completed", "the worker's grace let the short job finish"
+    assert _ledger_status(service, long) not in ("completed", "failed", "cancelled"), \
+        "the long job is handed back (it runs at the next start), not failed"
     output = service.output()
+    assert "worker-default-0 still busy after 10s; asking it to hand its runs back" in output
     assert output.index("stopping api") < output.index("stopping worker-default-0") \
         < output.index("stopping prefect-server"), "the API stops first, the Prefect server last"
 
