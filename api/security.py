@@ -22,6 +22,7 @@ from database.admin.models import AdminUser
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _ALGORITHM = "HS256"
+_LIFETIME_LEEWAY_S = 60
 
 
 class TokenKind(StrEnum):
@@ -118,12 +119,17 @@ def decode_token(token: str) -> TokenClaims:
             exp={"essential": True},
             kind={"essential": True},
             ver={"essential": True},
+            iat={"essential": True},
         )
         registry.validate(decoded.claims)
         claims = decoded.claims
+        kind = TokenKind(claims["kind"])
+        # A token minted for longer than this service issues (a leaked key, a forged "100 years") is refused.
+        if int(claims["exp"]) - int(claims["iat"]) > token_lifetime(kind) + _LIFETIME_LEEWAY_S:
+            raise Unauthorized("invalid token: lifetime longer than this service issues")
         return TokenClaims(
             subject=str(claims["sub"]),
-            kind=TokenKind(claims["kind"]),
+            kind=kind,
             scope=str(claims.get("scope", "")),
             version=int(claims["ver"]),
             expires_at=int(claims["exp"]),

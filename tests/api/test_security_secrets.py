@@ -147,3 +147,18 @@ def test_configured_origins_replace_the_default_pattern(exact_origins: None, liv
     allowed = _preflight(live, "https://admin.example.com").get("access-control-allow-origin")
     assert allowed == "https://admin.example.com"
     assert "access-control-allow-origin" not in _preflight(live, "http://127.0.0.1:8002")
+
+
+def test_a_token_minted_for_longer_than_the_service_issues_is_refused(live: Api, api_env_vars: dict[str, str]) -> None:
+    """Even signed with the right key (a leaked one): a client token living 100 years, an admin token for a day."""
+    key = api_env_vars["COMFYWS_API_JWT_SECRET"]
+    client_id, token = live.new_client()
+    century = _forged(key, {"sub": client_id, "kind": "client", "scope": "tasks", "ver": 1})
+    day = int(time.time()) + 86400
+    admin = _forged(key, {"sub": "admin", "kind": "admin", "scope": "admin:admin", "ver": 1, "exp": day})
+    with live.http(century) as http:
+        assert http.get("/api/v2/tasks").status_code == 401
+    with live.http(admin) as http:
+        assert http.get("/api/v2/admin/nodes").status_code == 401
+    with live.http(token) as http:
+        assert http.get("/api/v2/tasks").status_code == 200  # what the service issues still works
