@@ -95,15 +95,23 @@ def _comfyws(*args: str) -> list[str]:
     return [sys.executable, "-m", "comfyws", *args]
 
 
+def _local_address(host: str) -> str:
+    """Where this machine reaches a server listening on `host`: loopback for a wildcard, else the address."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _start_front(sup: Supervisor, ports: Ports, *, host: str, frontends: bool) -> None:
     """The API, then the two front ends, on `host` (127.0.0.1 unless the operator exposes them)."""
+    local = _local_address(host)
     sup.add(ChildSpec("api", _comfyws("api", "--host", host, "--port", str(ports.api)), StopTier.FRONT,
-                      ready_url=f"http://127.0.0.1:{ports.api}/health"))
+                      ready_url=f"http://{local}:{ports.api}/health"))
     if not frontends:
         return
     for name, kind, port in (("client-ui", "client", ports.client), ("admin-ui", "admin", ports.admin)):
         sup.add(ChildSpec(name, _comfyws("frontend", kind, "--host", host, "--port", str(port)), StopTier.FRONT,
-                          ready_url=f"http://127.0.0.1:{port}/"))
+                          ready_url=f"http://{local}:{port}/"))
 
 
 def start_all(ports: Ports, *, host: str = "127.0.0.1", frontends: bool = True) -> tuple[Supervisor, str | None]:
@@ -115,7 +123,7 @@ def start_all(ports: Ports, *, host: str = "127.0.0.1", frontends: bool = True) 
     sup.signals.install()
     sup.env.update(_prefect_env(ports))
     os.environ.update(sup.env)
-    sup.env["COMFYWS_API_URL"] = f"http://127.0.0.1:{ports.api}"
+    sup.env["COMFYWS_API_URL"] = f"http://{_local_address(host)}:{ports.api}"  # workers and the monitor post here
     try:
         _start_prefect(sup, ports)
         admin_password = _prepare(config)

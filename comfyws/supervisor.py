@@ -234,16 +234,17 @@ class Supervisor:
 
     def _stop_group(self, members: list[Child], *, first_wait: float, then: signal.Signals | None) -> None:
         """SIGTERM, wait; optionally a second signal (a worker hands its runs back), wait; then SIGKILL."""
-        signals_before = self.signals.count
         for child in members:
             if child.alive:
                 log.info("stopping %s (pid %s)", child.name, child.process and child.process.pid)
             _signal_group(child, signal.SIGTERM)
-        exited = self._wait_exit(members, first_wait, stop_early=lambda: self.signals.count > signals_before)
+        began = time.monotonic()
+        exited = self._wait_exit(members, first_wait, stop_early=lambda: self.signals.count > 1)
         if then is not None and not exited:
             for child in members:
                 if child.alive:
-                    log.warning("%s still busy after %.0fs; asking it to hand its runs back", child.name, first_wait)
+                    log.warning("%s still busy after %.0fs; asking it to hand its runs back", child.name,
+                                time.monotonic() - began)
                     _signal_group(child, then)
             self._wait_exit(members, STOP_TIMEOUT_S)
         for child in members:
@@ -257,7 +258,7 @@ class Supervisor:
 
     @staticmethod
     def _wait_exit(members: list[Child], seconds: float, *, stop_early: Callable[[], bool] | None = None) -> bool:
-        """Wait until every member exited; True when that happened (or stop_early said so) before the deadline."""
+        """Wait until every member exited (True), the deadline passed or stop_early() says so (False)."""
         deadline = time.monotonic() + seconds
         while any(child.alive for child in members):
             if time.monotonic() > deadline or (stop_early is not None and stop_early()):
