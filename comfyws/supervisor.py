@@ -121,6 +121,7 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     signals: StopSignals = field(default_factory=StopSignals)
     info: dict[str, Any] = field(default_factory=dict)  # extra facts for run.json (ports, host)
+    stop_timeout: float = STOP_TIMEOUT_S
     phase: str = "starting"
 
     # ----- starting -----
@@ -228,7 +229,7 @@ class Supervisor:
             if tier is StopTier.WORKERS:
                 self._stop_group(members, first_wait=grace, then=signal.SIGTERM)
             else:
-                self._stop_group(members, first_wait=STOP_TIMEOUT_S, then=None)
+                self._stop_group(members, first_wait=self.stop_timeout, then=None)
         self.phase = "stopped"
         self.write_state()
 
@@ -246,7 +247,7 @@ class Supervisor:
                     log.warning("%s still busy after %.0fs; asking it to hand its runs back", child.name,
                                 time.monotonic() - began)
                     _signal_group(child, then)
-            self._wait_exit(members, STOP_TIMEOUT_S)
+            self._wait_exit(members, self.stop_timeout)
         for child in members:
             if child.alive:
                 log.warning("%s did not stop; killing it", child.name)
