@@ -19,7 +19,7 @@ from comfyws.settings import get_settings
 from database.enums import AttemptStatus, JobStatus
 from flows import ledger
 from flows.models import StoredResult
-from flows.node_run import JobFailed, JobStopped, node_snapshot, stop_prompt
+from flows.node_run import STOP_TIMEOUT_S, JobFailed, JobStopped, node_snapshot, stop_prompt
 from flows.params import GenerationRequest
 from flows.reporting import publish
 from flows.settings import get_flow_settings
@@ -127,8 +127,8 @@ async def _cancel_on_node(job_id: str) -> None:
     if attempt is not None:
         node = await node_snapshot(attempt.node_id)
         if node is not None:
-            async with ComfyUIClient(node.base_url) as client:
-                await stop_prompt(client, attempt.prompt_id)
+            async with ComfyUIClient(node.base_url, timeout=STOP_TIMEOUT_S) as client:
+                await stop_prompt(client, attempt.prompt_id)  # one that does not answer: the monitor stops it
         await ledger.finish_attempt(attempt.id, AttemptStatus.CANCELLED, error="cancelled")
     if await ledger.finish(job_id, JobStatus.CANCELLED) is not None:
         await publish(job_id, job.client_id, "status", status=JobStatus.CANCELLED.value)

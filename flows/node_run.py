@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ from workers.comfyui.models import RunResult
 __all__ = ["JobFailed", "JobStopped", "NoNodeAvailable", "node_snapshot", "run_on_some_node", "stop_prompt"]
 
 
+STOP_TIMEOUT_S = 3.0  # asking a node to drop a prompt: a frozen node is left to `stop_when_back`
+STOP_LATER_S = 600.0  # how long a prompt of a cancelled job is watched for on a node that did not answer
+
+
 class JobFailed(Exception):
     """The job cannot succeed: the node's verdict on its graph, or its attempts are used up."""
 
@@ -76,6 +81,9 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
             return await _attempt(job_id, node, prepared, book)
         except NodeUnavailable as exc:
             await asyncio.to_thread(health.mark_suspect, node.node_id, f"{type(exc).__name__}: {exc}")
+            if node.node_id in book.prompt_on:  # the node held the prompt: stop it there once it answers
+                _in_background(health.stop_when_back(node.base_url, book.prompt_on[node.node_id],
+                                                     within_s=outage.limit_s))
             _check_refusals(book, outage)
         except ExecutionFailed as exc:
             if not exc.node_fault:
@@ -86,6 +94,16 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
             pass  # not by us (the job was not cancelled): an operator, or the monitor stopping a stale copy
         if book.executions >= max_executions:
             raise JobFailed(f"failed on {book.executions} nodes' executions (max_attempts {max_executions})")
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Outlives the flow run (the worker process keeps it): held here so it is not collected half-way."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def _check_refusals(book: Attempts, outage: Outage) -> None:
@@ -122,9 +140,13 @@ async def _attempt(job_id: str, node: NodeSnapshot, prepared: PreparedJob, book:
             # Shielded: a cancelled run must still stop its prompt on the node and close its attempt.
             with anyio.CancelScope(shield=True):
                 if isinstance(exc, NodeTimeout | asyncio.CancelledError):
-                    await stop_prompt(client, prompt_id)  # a hung node's queue, or a cancelled job's prompt
+                    # A hung node's queue, or a cancelled job's prompt; briefly: a frozen node may not answer.
+                    async with ComfyUIClient(node.base_url, timeout=STOP_TIMEOUT_S) as quick:
+                        await stop_prompt(quick, prompt_id)
                 _count(book, node.node_id, exc, taken=taken)
                 await _attempt_failed(job_id, attempt_id, exc, taken=taken)
+                if taken and isinstance(exc, asyncio.CancelledError):  # in case the node did not answer
+                    _in_background(health.stop_when_back(node.base_url, prompt_id, within_s=STOP_LATER_S))
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
 

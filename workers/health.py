@@ -28,7 +28,7 @@ from workers.comfyui.errors import ComfyUIError
 from workers.comfyui.models import QueueState
 from workers.progress import get_publisher
 
-__all__ = ["HealthMonitor", "ProbeResult", "mark_suspect", "next_status", "probe_suspects"]
+__all__ = ["HealthMonitor", "ProbeResult", "mark_suspect", "next_status", "probe_suspects", "stop_when_back"]
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,31 @@ async def _stop_abandoned(client: ComfyUIClient, queue: QueueState) -> None:
     abandoned = await asyncio.to_thread(_abandoned_prompts, held)
     for prompt_id in abandoned:
         log.warning("stopping prompt %s on %s: its job left that node", prompt_id, client.base_url)
-        await client.delete_from_queue([prompt_id])
-        await client.interrupt(prompt_id)
+        try:
+            await client.delete_from_queue([prompt_id])
+            await client.interrupt(prompt_id)
+        except ComfyUIError:
+            return  # the probe itself says whether the node answers; the next round tries again
+
+
+async def stop_when_back(base_url: str, prompt_id: str, *, within_s: float, every_s: float = 0.25) -> None:
+    """A job left a node that stopped answering while it ran the job's prompt: as soon as the node answers again
+    (a frozen process resumed, a link came back), take the prompt off it, unless the job came back to it (an
+    attempt follows that prompt again). Gives up after `within_s`; the monitor's probes are the fallback."""
+    deadline = time.monotonic() + within_s
+    async with ComfyUIClient(base_url, timeout=max(every_s * 8, 2.0)) as client:
+        while time.monotonic() < deadline:
+            try:
+                queue = await client.queue()
+                held = queue.find(prompt_id) is not None
+                abandoned = held and bool(await asyncio.to_thread(_abandoned_prompts, [prompt_id]))
+                if abandoned:
+                    log.warning("stopping prompt %s on %s: its job left that node", prompt_id, base_url)
+                    await client.delete_from_queue([prompt_id])
+                    await client.interrupt(prompt_id)
+                return
+            except ComfyUIError:
+                await asyncio.sleep(every_s)
 
 
 def _abandoned_prompts(prompt_ids: list[str]) -> list[str]:

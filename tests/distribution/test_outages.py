@@ -135,3 +135,29 @@ def test_readiness_is_503_naming_the_group_while_its_only_node_is_down(fleet: Fl
     for _ in range(get_config().nodes.health.healthy_after):
         asyncio.run(monitor.probe_once())
     assert ready()[0] == 200
+
+
+def test_a_node_frozen_past_the_idle_timeout_loses_its_job_and_never_finishes_it(fleet: Fleet) -> None:
+    """The stack's idle timeout is 5 s: the job leaves the frozen node for the other one, and the prompt it left
+    there is taken off that node as soon as it answers again, so the job's result is made once."""
+    frozen = fleet.add("freeze-a", step_delay=0.1)
+    spare = fleet.add("freeze-b", step_delay=0.01)
+    fleet.node_action(spare.node_id, "disable")  # so the job starts on the node that will freeze
+    task_id = fleet.submit(steps=60)
+    fleet.wait_running(task_id, on={frozen.node_id})
+    fleet.node_action(spare.node_id, "enable")
+
+    os.kill(frozen.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: fleet.task(task_id)["node_id"] == spare.node_id, timeout=60, what="the job to move")
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+    done = fleet.wait_final(task_id)
+
+    assert done["status"] == "completed", done
+    first = fleet.admin_task(task_id)["attempt_list"][0]
+    assert (first["node_id"], first["status"]) == (frozen.node_id, "failed")
+    assert first["error"].startswith(("NodeTimeout", "NodeUnavailable")), first  # idle, or its history read timed out
+    wait_until(lambda: frozen.state()["running"] is None, timeout=30, what="the frozen node's prompt stopped")
+    history = frozen.state()
+    assert history["succeeded"] == 0 and history["interrupted"] == 1, history
