@@ -239,6 +239,7 @@ class Supervisor:
             if child.alive:
                 log.info("stopping %s (pid %s)", child.name, child.process and child.process.pid)
             _signal_group(child, signal.SIGTERM)
+            _signal_group(child, signal.SIGCONT)  # a frozen child (SIGSTOP) gets to handle it
         began = time.monotonic()
         exited = self._wait_exit(members, first_wait, stop_early=lambda: self.signals.count > 1)
         if then is not None and not exited:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -124,3 +125,16 @@ def test_a_crashed_child_is_restarted_with_growing_delays_and_logged(
     state = json.loads(supervisor.state_path.read_text())  # type: ignore[union-attr]
     assert {"name": "crasher", "restarts": 2, "last_exit": 3}.items() <= state["children"][0].items()
     assert state["pid"] == os.getpid()
+
+
+def test_a_frozen_child_is_woken_to_stop_cleanly(supervisor: Supervisor, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    child = supervisor.add(ChildSpec("frozen", _python(_NOTES_SIGTERMS, str(journal), "frozen", "1"), StopTier.NODES))
+    wait_until(lambda: _journal(journal), timeout=30.0, what="the child to handle SIGTERM")
+    assert child.process is not None
+    os.kill(child.process.pid, signal.SIGSTOP)
+
+    supervisor.stop_all(grace=0)
+
+    assert [what for _, _, what in _journal(journal)] == ["ready 0", "SIGTERM 1"], "it stopped itself, not killed"
+    assert child.process.returncode == 0
