@@ -193,7 +193,13 @@ class Supervisor:
                 self._crashed(child, now)
             elif child.state is ChildState.BACKOFF and now >= child.restart_at:
                 child.restarts += 1
-                self._launch(child)
+                try:
+                    self._launch(child)
+                except OSError as exc:  # no fork, no log file: try again later rather than stop the service
+                    child.failures += 1
+                    child.restart_at = now + backoff_delay(child.failures)
+                    log.error("could not restart %s: %s; next try in %.0fs", child.name, exc,
+                              child.restart_at - now)
             elif (child.state is ChildState.STARTING and not self._check_ready(child)
                   and now - child.started_at > child.spec.ready_timeout):
                 log.error("%s did not answer %s within %.0fs; restarting it", child.name,
