@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import handlers, launcher
 from api.access_log import AccessLogMiddleware, AccessLogWriter, redact_logs
+from api.batch_keeper import BatchKeeper
 from api.dispatcher import Dispatcher
 from api.revocation import SocketRegistry
-from api.batch_keeper import BatchKeeper
 from api.routes import admin, auth, batches, health, live, nodes, tasks
 from api.services import jobs
 from api.services.auth import ensure_admin_account
@@ -83,7 +83,7 @@ def create_app() -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_origin_regex=settings.cors_origin_regex or None,
+        allow_origin_regex=settings.cors_pattern(),
         allow_methods=["*"],
         allow_headers=["*"],
     )

@@ -13,9 +13,6 @@ from comfyws.config import get_config
 from comfyws.settings import get_settings
 
 RegistrationMode = Literal["open", "token", "closed"]
-# Origins of the front ends when none are configured: the client and admin UIs on their default ports at any
-# host name, and any port on this machine's loopback (where `comfyws run` and the tests serve them).
-DEFAULT_CORS_REGEX = r"https?://([^/:]+:(8001|8002)|(localhost|127\.0\.0\.1|\[::1\])(:\d+)?)"
 
 
 class ApiSettings(BaseSettings):
@@ -88,7 +85,13 @@ class ApiSettings(BaseSettings):
         default_factory=list, description="Front-end origins allowed by CORS, exactly (e.g. https://admin.example)"
     )
     cors_origin_regex: str | None = Field(
-        DEFAULT_CORS_REGEX, description="Origins allowed by CORS by pattern; empty = only cors_origins"
+        None,
+        description="Origins allowed by CORS by pattern; unset = the front ends' ports (frontend_ports) at any host "
+        "and any port on loopback; empty = only cors_origins",
+    )
+    frontend_ports: list[int] = Field(
+        default_factory=lambda: [8001, 8002],
+        description="Ports the client and admin UIs are served on (`comfyws run` sets them), for the CORS default",
     )
 
     @model_validator(mode="after")
@@ -109,6 +112,14 @@ class ApiSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def cors_pattern(self) -> str | None:
+        """The CORS origin pattern: never a wildcard. By default the UIs' ports at any host name (a LAN address
+        keeps working) and any port on this machine's loopback (where `comfyws run` and the tests serve them)."""
+        if self.cors_origin_regex is not None:
+            return self.cors_origin_regex or None
+        ports = "|".join(str(port) for port in self.frontend_ports)
+        return rf"https?://([^/:@]+:({ports})|(localhost|127\.0\.0\.1|\[::1\])(:\d+)?)"
 
     def signing_secret(self) -> str:
         return secret_store.resolve(secret_store.JWT_SECRET, _plain(self.jwt_secret))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -105,6 +106,8 @@ def _local_address(host: str) -> str:
 def _start_front(sup: Supervisor, ports: Ports, *, host: str, frontends: bool) -> None:
     """The API, then the two front ends, on `host` (127.0.0.1 unless the operator exposes them)."""
     local = _local_address(host)
+    # The API's CORS answers the front ends' origins (docs/SECURITY.md): tell it their ports.
+    sup.env.setdefault("COMFYWS_API_FRONTEND_PORTS", json.dumps([ports.client, ports.admin]))
     sup.add(ChildSpec("api", _comfyws("api", "--host", host, "--port", str(ports.api)), StopTier.FRONT,
                       ready_url=f"http://{local}:{ports.api}/health"))
     if not frontends:

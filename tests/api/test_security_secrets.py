@@ -162,3 +162,14 @@ def test_a_token_minted_for_longer_than_the_service_issues_is_refused(live: Api,
         assert http.get("/api/v2/admin/nodes").status_code == 401
     with live.http(token) as http:
         assert http.get("/api/v2/tasks").status_code == 200  # what the service issues still works
+
+
+@pytest.fixture
+def ui_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMFYWS_API_FRONTEND_PORTS", "[9101, 9102]")  # what `comfyws run --client-port ...` passes
+
+
+def test_the_default_pattern_follows_the_front_ends_ports(ui_ports: None, live: Api) -> None:
+    assert _preflight(live, "http://192.168.1.20:9102").get("access-control-allow-origin") == "http://192.168.1.20:9102"
+    assert "access-control-allow-origin" not in _preflight(live, "http://192.168.1.20:8002")
+    assert "access-control-allow-origin" not in _preflight(live, "http://user@192.168.1.20:9102")
