@@ -6,6 +6,7 @@ API process shares the same windows. Moving windows: a locked-out caller is told
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from limits.strategies import MovingWindowRateLimiter
 from api.errors import QuotaExceeded
 from api.settings import get_api_settings
 from workers.progress import redis_url
+
+log = logging.getLogger(__name__)
 
 
 class TooManyAttempts(QuotaExceeded):
@@ -42,15 +45,23 @@ class Throttle:
         self.limiter = MovingWindowRateLimiter(storage)
 
     def retry_after(self, item: RateLimitItem, key: Key) -> int | None:
-        """Seconds until `key` may try again, or None when it is under its limit."""
-        if self.limiter.test(item, key.namespace, key.value):
+        """Seconds until `key` may try again, or None when it is under its limit (or the storage is down)."""
+        try:
+            if self.limiter.test(item, key.namespace, key.value):
+                return None
+            reset_at = self.limiter.get_window_stats(item, key.namespace, key.value).reset_time
+        except Exception:  # a Redis outage must not turn every login into a 500: fail open, loudly
+            log.warning("throttle storage unavailable; %s not limited", key.namespace, exc_info=True)
             return None
-        reset_at = self.limiter.get_window_stats(item, key.namespace, key.value).reset_time
         return max(1, math.ceil(reset_at - time.time()))
 
     def hit(self, item: RateLimitItem, key: Key) -> bool:
         """Count one event; False once the limit is reached (this event was over it)."""
-        return self.limiter.hit(item, key.namespace, key.value)
+        try:
+            return self.limiter.hit(item, key.namespace, key.value)
+        except Exception:  # see retry_after
+            log.warning("throttle storage unavailable; %s not counted", key.namespace, exc_info=True)
+            return True
 
     def clear(self, item: RateLimitItem, key: Key) -> None:
         self.limiter.clear(item, key.namespace, key.value)

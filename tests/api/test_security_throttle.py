@@ -122,3 +122,16 @@ async def test_a_flood_of_guesses_does_not_starve_other_requests(unthrottled_add
         flood_s = time.monotonic() - started
     assert catalog.status_code == 200 and set(statuses) == {401}
     assert waited < flood_s / 3, (waited, flood_s)
+
+
+def test_a_throttle_whose_redis_is_down_lets_requests_through() -> None:
+    """A Redis outage must not turn every login into a 500: the throttle fails open (and logs it)."""
+    from limits.storage import RedisStorage
+
+    from api.throttle import Key, Throttle, identity_failures
+    from tests.api.conftest import free_port
+
+    throttle = Throttle(RedisStorage(f"redis://127.0.0.1:{free_port()}/0"))
+    key = Key("login-failures:client", "someone")
+    assert throttle.hit(identity_failures(), key) is True
+    assert throttle.retry_after(identity_failures(), key) is None
