@@ -6,6 +6,7 @@ number of threads, so a flood of guesses queues behind itself instead of starvin
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -47,8 +48,6 @@ _limiters: dict[int, anyio.CapacityLimiter] = {}
 
 def _hash_limiter() -> anyio.CapacityLimiter:
     """One limiter per event loop (a limiter belongs to the loop it was made in)."""
-    import asyncio
-
     loop = id(asyncio.get_running_loop())
     if loop not in _limiters:
         _limiters[loop] = anyio.CapacityLimiter(get_api_settings().hash_concurrency)
