@@ -241,9 +241,21 @@ class ComfyWorker(BaseWorker[BaseJobConfiguration, BaseVariables, ComfyWorkerRes
             else:
                 for run in rescheduled:
                     self._logger.warning("Rescheduled flow run %s: its worker is gone", run.id)
+                    self._run_beyond_limit(run.id)
                 if rescheduled:
                     self._wake.set()
             await anyio.sleep(self._recovery_interval)
+
+    def _run_beyond_limit(self, run_id: UUID) -> None:
+        """Run a handed-back run now, even with every slot of this worker taken: its job may hold a node slot in
+        the ledger, and the runs filling this worker may be waiting for exactly that slot (a deadlock until it
+        runs). Its claim (Pending) still keeps another worker from running it too."""
+        if not self._accepting or self._runs_task_group is None or run_id in self._submitting_flow_run_ids:
+            return
+        self._submitting_flow_run_ids.add(run_id)
+        if self._cancelling_observer is not None:
+            self._cancelling_observer.add_in_flight_flow_run_id(run_id)
+        self._runs_task_group.start_soon(self._submit_run_by_id, run_id)
 
     # ----- BaseWorker hooks -----
 
