@@ -4,6 +4,7 @@ the worker and the API, all as real processes on this machine; plus /proc readin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -109,8 +110,9 @@ def _prefect_server(home: Path, *, postgres: bool) -> Iterator[subprocess.Popen[
         wait_until(lambda: _healthy(env["PREFECT_API_URL"]), timeout=120, interval=0.2, what="prefect server")
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # a fault bench may have killed and replaced it
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def _healthy(api: str) -> bool:
@@ -154,10 +156,11 @@ def bench_stack(*, postgres: bool = False, step_delay: float = 0.02, nodes: int 
         finally:
             for node in stack.nodes:
                 node.stop()
-            if stack.worker_pid:
-                os.kill(stack.worker_pid, signal.SIGKILL)
-            os.killpg(api_process.pid, signal.SIGTERM)
-            api_process.wait(timeout=20)
+            with contextlib.suppress(ProcessLookupError):  # a fault bench may have killed and replaced them
+                if stack.worker_pid:
+                    os.kill(stack.worker_pid, signal.SIGKILL)
+                os.killpg(stack.api_process.pid, signal.SIGTERM)
+                stack.api_process.wait(timeout=20)
             shutil.rmtree(root, ignore_errors=True)
 
 
