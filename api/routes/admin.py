@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from api.admin_schemas import (
     AdminTask,
@@ -73,9 +73,9 @@ def get_task(task_id: str, admin: AdminUser, session: SharedSession, client_db: 
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=Task, responses=error_responses(404, 503))
-async def cancel_task(task_id: str, admin: AdminUser) -> Task:
+async def cancel_task(task_id: str, admin: AdminUser, request: Request) -> Task:
     """Cancel any job."""
-    task = await jobs.cancel(task_id, client_id=None)
+    task = await jobs.cancel(task_id, client_id=None, bus=request.app.state.bus)
     await service.audit_async(admin.username, "task.cancel", task_id)
     return task
 

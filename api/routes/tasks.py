@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, UploadFile, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -77,9 +77,9 @@ def get_task(task_id: str, client: CurrentClient, session: SharedSession) -> Tas
 
 
 @router.delete("/tasks/{task_id}", response_model=Task, responses=error_responses(404, 503))
-async def cancel_task(task_id: str, client: CurrentClient) -> Task:
-    """Cancel a job; a job on a node ends `cancelled` once the node stopped it."""
-    return await jobs.cancel(task_id, client_id=client.id)
+async def cancel_task(task_id: str, client: CurrentClient, request: Request) -> Task:
+    """Cancel a job; a job on a node is `cancelling` until the node stopped it, then `cancelled`."""
+    return await jobs.cancel(task_id, client_id=client.id, bus=request.app.state.bus)
 
 
 @router.get(

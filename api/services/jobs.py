@@ -32,6 +32,7 @@ from database.shared.models import Job
 from flows.params import GenerationRequest
 from workers import registry
 from workers.balancer import Requirements, capable, requirements_for
+from workers.progress import ProgressBus, get_publisher
 from workflows.catalog import Workflow, get_catalog
 from workflows.errors import ParameterError, UnknownWorkflowError
 from workflows.render import RenderedGraph, render
@@ -351,23 +352,28 @@ def list_tasks(
     return TaskPage(items=[task_view(session, j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-async def cancel(job_id: str, *, client_id: str | None) -> Task:
+async def cancel(job_id: str, *, client_id: str | None, bus: ProgressBus | None = None) -> Task:
     """Cancel in the ledger, then tell Prefect: a job not yet on a node ends `cancelled` at once; one on a node
-    reads `cancelling` until its flow stopped the prompt on the node, then `cancelled`."""
-    flow_run_id, moved_to = await run_in_threadpool(_request_cancel, job_id, client_id)
+    reads `cancelling` until its flow stopped the prompt on the node, then `cancelled`. The owner's sockets hear
+    the new state through `bus` (this API's event bus; else the workers' publisher)."""
+    flow_run_id, owner, moved_to = await run_in_threadpool(_request_cancel, job_id, client_id)
+    if moved_to is not None:  # neither logs more than a warning for a lost event
+        event = {"type": "status", "task_id": job_id, "client_id": owner, "status": moved_to.value,
+                 "cancel_requested": True}
+        await (bus or get_publisher()).publish(event)
     if flow_run_id is not None and moved_to is not None:
         # Cancelling (not Cancelled) for a run on a node: the worker stops it and its hook interrupts the node.
         await launcher.cancel(flow_run_id, running=moved_to is JobStatus.CANCELLING)
     return await run_in_threadpool(_read, job_id, client_id)
 
 
-def _request_cancel(job_id: str, client_id: str | None) -> tuple[str | None, JobStatus | None]:
+def _request_cancel(job_id: str, client_id: str | None) -> tuple[str | None, str, JobStatus | None]:
     with session_scope(DatabaseName.SHARED) as session:
         job = find_job(session, job_id, client_id=client_id)
-        flow_run_id = job.flow_run_id
+        flow_run_id, owner = job.flow_run_id, job.client_id
         # Compare-and-set in the ledger: a slot claim racing this cancel either wins (the job is then
         # `cancelling`) or finds the job cancelled and never runs it.
-        return flow_run_id, ledger.request_cancel(session, job_id)
+        return flow_run_id, owner, ledger.request_cancel(session, job_id)
 
 
 def _read(job_id: str, client_id: str | None) -> Task:

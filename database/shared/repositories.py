@@ -158,11 +158,13 @@ def mark_queued(session: Session, job_id: str, flow_run_id: str) -> bool:
 
 def claim(session: Session, job_id: str, *, node_id: str) -> bool:
     """The job took a slot on `node_id` (RUNNING); False when it is no longer waiting (cancelled, final)."""
+    _require(session, job_id)  # the row lock first, as every writer takes it (MySQL: no deadlock on the index)
     return transitions.move(session, job_id, JobStatus.RUNNING, node_id=node_id, prompt_id=None)
 
 
 def mark_running(session: Session, job_id: str, *, node_id: str, prompt_id: str) -> bool:
     """The job's prompt goes on `node_id`: True only while the job holds that slot (RUNNING, not cancelling)."""
+    _require(session, job_id)
     stmt = (
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING)

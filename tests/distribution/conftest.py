@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.prefect_server import wait_until
-from tests.fixtures.stack import Stack, stack_environment
+from tests.fixtures.stack import FINAL, Stack, stack_environment
 
 
 @dataclass
@@ -35,9 +35,20 @@ class Fleet:
             response = http.post(f"/api/v2/admin/nodes/{node_id}/{action}")
         assert response.status_code == 200, response.text
 
+    submitted: list[str] = field(default_factory=list)
+
     def submit(self, task_type: str = "text-to-image", **body: Any) -> str:
         body.setdefault("prompt", "distribution test")
-        return str(self.stack.submit(self.token, task_type, body)["task_id"])
+        task_id = str(self.stack.submit(self.token, task_type, body)["task_id"])
+        self.submitted.append(task_id)
+        return task_id
+
+    def cancel_leftovers(self) -> None:
+        """Jobs of a failed test would wait for a node (outages are waited out) and run on the next test's."""
+        with self.stack.http(self.token) as http:
+            for task_id in self.submitted:
+                if http.get(f"/api/v2/tasks/{task_id}").json().get("status") not in FINAL:
+                    http.delete(f"/api/v2/tasks/{task_id}")
 
     def task(self, task_id: str) -> dict[str, Any]:
         return self.stack.task(self.token, task_id)
@@ -82,6 +93,7 @@ def _fleet(stack: Stack) -> Iterator[Fleet]:
     try:
         yield fleet
     finally:
+        fleet.cancel_leftovers()
         for node in list(fleet.nodes.values()):
             stack.remove_simnode(node)
         for node in before:

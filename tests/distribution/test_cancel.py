@@ -3,10 +3,14 @@ on a node reads `cancelling` until the node stopped its prompt, and nothing of i
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.distribution.conftest import Fleet
 from tests.fixtures.prefect_server import wait_until
@@ -23,6 +27,17 @@ def _cancel(fleet: Fleet, task_id: str) -> dict[str, Any]:
 
 def _prompts(fleet: Fleet, task_id: str) -> list[str]:
     return [a["prompt_id"] for a in fleet.admin_task(task_id)["attempt_list"]]
+
+
+def _statuses(socket: Any, *, until: str, timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message.get("type") == "status":
+            yield message
+            if message["status"] == until:
+                return
+    raise AssertionError(f"no {until!r} status within {timeout} s")
 
 
 def _never_ran_after(node: Any, prompts: list[str]) -> None:
@@ -82,8 +97,13 @@ def test_a_running_job_reads_cancelling_until_the_node_stopped_it(fleet: Fleet) 
     fleet.wait_running(task_id)
     prompts = _prompts(fleet, task_id)
 
-    answer = _cancel(fleet, task_id)
-    assert (answer["status"], answer["cancel_requested"]) == ("cancelling", True)
+    ws_url = fleet.stack.api_url.replace("http", "ws", 1) + f"/api/v2/ws/tasks/{task_id}?token={fleet.token}"
+    with connect(ws_url) as socket:
+        assert json.loads(socket.recv(timeout=10))["status"] == "running"  # the current state comes first
+        answer = _cancel(fleet, task_id)
+        assert (answer["status"], answer["cancel_requested"]) == ("cancelling", True)
+        seen = [message["status"] for message in _statuses(socket, until="cancelled")]
+    assert seen[0] == "cancelling" and seen[-1] == "cancelled", seen  # the owner's socket saw both
     done = fleet.wait_final(task_id)
     assert done["status"] == "cancelled"
     assert node.state()["running"] is None and node.state()["interrupted"] == 1  # stopped before `cancelled`

@@ -48,7 +48,7 @@ def _assert_all_completed_once(fleet: Fleet, task_ids: list[str], node: Any) -> 
 def test_the_only_node_killed_for_seconds_loses_no_job(fleet: Fleet) -> None:
     node = fleet.add("outage-kill", step_delay=0.05, max_concurrent=2)
     task_ids = [fleet.submit(steps=6) for _ in range(8)]
-    fleet.wait_running(task_ids[0])
+    wait_until(lambda: node.state()["running"], timeout=30, interval=0.02, what="a prompt running on the node")
 
     node.kill()
     # What a client reads while the node is gone: its jobs wait, and say for what.
