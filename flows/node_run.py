@@ -9,7 +9,7 @@
   once, its error starting with the node's own message.
 - Never twice: a prompt id stays with its node, so the same node is asked for the same prompt again (it follows the
   run it already has, or its history); a prompt left on a node the job moved away from is stopped by the monitor
-  once that node answers again (`workers.health`)."""
+  once that node answers again (`workers.strays`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from flows.models import NodeRun, PreparedJob
 from flows.params import GenerationRequest
 from flows.reporting import ProgressReporter, publish
 from flows.settings import get_flow_settings
-from workers import health, registry
+from workers import health, registry, strays
 from workers.balancer import NodeSnapshot, requirements_for
 from workers.comfyui.client import ComfyUIClient
 from workers.comfyui.errors import (
@@ -82,7 +82,7 @@ async def run_on_some_node(job_id: str, request: GenerationRequest, prepared: Pr
         except NodeUnavailable as exc:
             await asyncio.to_thread(health.mark_suspect, node.node_id, f"{type(exc).__name__}: {exc}")
             if node.node_id in book.prompt_on:  # the node held the prompt: stop it there once it answers
-                _in_background(health.stop_when_back(node.base_url, book.prompt_on[node.node_id],
+                _in_background(strays.stop_when_back(node.base_url, book.prompt_on[node.node_id],
                                                      within_s=outage.limit_s))
             _check_refusals(book, outage)
         except ExecutionFailed as exc:
@@ -146,7 +146,7 @@ async def _attempt(job_id: str, node: NodeSnapshot, prepared: PreparedJob, book:
                 _count(book, node.node_id, exc, taken=taken)
                 await _attempt_failed(job_id, attempt_id, exc, taken=taken)
                 if taken and isinstance(exc, asyncio.CancelledError):  # in case the node did not answer
-                    _in_background(health.stop_when_back(node.base_url, prompt_id, within_s=STOP_LATER_S))
+                    _in_background(strays.stop_when_back(node.base_url, prompt_id, within_s=STOP_LATER_S))
             raise
     return await _attempt_succeeded(attempt_id, node, result, prepared)
 
