@@ -96,6 +96,32 @@ class ServiceClient:
         dest.write_bytes(response.content)
         return dest
 
+    async def submit_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        return _check(await self.http.post("/api/v2/batches", json=body))  # type: ignore[no-any-return]
+
+    async def upload_batch(self, path: Path, form: dict[str, str]) -> dict[str, Any]:
+        files = {"file": (path.name, path.read_bytes(), "text/plain")}
+        response = await self.http.post("/api/v2/batches/upload", files=files, data=form)
+        return _check(response)  # type: ignore[no-any-return]
+
+    async def batch(self, batch_id: str) -> dict[str, Any]:
+        return _check(await self.http.get(f"/api/v2/batches/{batch_id}"))  # type: ignore[no-any-return]
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return _check(await self.http.delete(f"/api/v2/batches/{batch_id}"))  # type: ignore[no-any-return]
+
+    async def download_stream(self, url: str, dest: Path) -> Path:
+        """A large answer (a batch's zip) written to `dest` as it arrives."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        async with self.http.stream("GET", url, timeout=None) as response:
+            if response.is_error:
+                await response.aread()
+                _check(response)
+            with dest.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    out.write(chunk)
+        return dest
+
     async def watch(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """Events of one job from the API's WebSocket until it reaches a final state."""
         ws_url = self.base_url.replace("http", "ws", 1) + f"/api/v2/ws/tasks/{task_id}?token={self.token}"

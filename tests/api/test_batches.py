@@ -112,7 +112,7 @@ def test_sweep_expands_a_grid_and_the_zip_holds_every_file_and_a_manifest(stack:
 
 
 def test_csv_upload_reports_bad_rows_by_row_number_and_runs_the_rest(stack: Stack, token: str) -> None:
-    data = "prompt,seed,steps\nfirst,1,2\nsecond,x,2\nthird,3\nfourth,4,2\n".encode()
+    data = b"prompt,seed,steps\nfirst,1,2\nsecond,x,2\nthird,3\nfourth,4,2\n"
     response = upload(stack, token, "prompts.csv", data, defaults=json.dumps({"width": 64, "height": 64}))
     assert response.status_code == 202, response.text
     answer = response.json()
