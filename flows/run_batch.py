@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
-from prefect.deployments import run_deployment
+from prefect.deployments.flow_runs import arun_deployment
 
 from comfyws.config import get_config
 from comfyws.secret_store import internal_token
@@ -146,7 +146,7 @@ def _request_of(job: Job) -> GenerationRequest:
 
 async def _start_item(job_id: str, request: GenerationRequest) -> None:
     """The item's generation run, as a child of this run; the job id keys it, so it is made once at most."""
-    run = await run_deployment(
+    run = await arun_deployment(
         f"{flow_for(request.task_type)}/{request.node_group}",
         parameters={"job_id": job_id, "request": request.model_dump(mode="json")},
         timeout=0,
@@ -240,7 +240,7 @@ def _prune(target: Path, retention_days: int) -> None:
 async def summarise(batch_id: str, status: BatchStatus, seconds: float, copied: Path | None) -> None:
     """A markdown artifact on the run: counts, failures with reasons, links to the results, duration."""
     text = await asyncio.to_thread(_summary_markdown, batch_id, status, seconds, copied)
-    await create_markdown_artifact(key=f"batch-{batch_id}", markdown=text, description=f"batch {batch_id}")
+    await acreate_markdown_artifact(key=f"batch-{batch_id}", markdown=text, description=f"batch {batch_id}")
 
 
 def _summary_markdown(batch_id: str, status: BatchStatus, seconds: float, copied: Path | None) -> str:

@@ -84,7 +84,7 @@ class _Sink:
 def stream(archive: Archive) -> Iterator[bytes]:
     """The zip, chunk by chunk, never the whole archive in memory (images are stored, not recompressed)."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[call-overload]
         zf.writestr("manifest.json", json.dumps(archive.manifest, indent=2, default=str))
         yield sink.take()
         for name, path in archive.files:

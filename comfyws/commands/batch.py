@@ -143,7 +143,7 @@ def run(
     """Run the scheduled batch flow once, here and now (the Prefect UI shows the run and its item runs)."""
     from flows.run_batch import run_batch
 
-    result = asyncio.run(run_batch(spec=str(spec.resolve()), output_dir=output_dir,  # type: ignore[misc]
+    result = asyncio.run(run_batch(spec=str(spec.resolve()), output_dir=output_dir,
                                    retention_days=retention_days))
     typer.echo(json.dumps(result))
     raise typer.Exit(0 if result["status"] == "completed" else 1)
