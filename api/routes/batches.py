@@ -28,7 +28,7 @@ from workers.progress import INTERNAL_TOKEN_HEADER
 from workflows.catalog import get_catalog
 from workflows.errors import UnknownWorkflowError
 
-router = APIRouter(prefix="/api/v2", tags=["batches"], responses=error_responses(401, 422, 500))
+router = APIRouter(prefix="/api/v2", tags=["batches"], responses=error_responses(400, 401, 422, 500))
 admin_router = APIRouter(prefix="/api/v2/admin", tags=["admin"], responses=error_responses(401, 403, 422, 500))
 internal_router = APIRouter(include_in_schema=False)
 
