@@ -131,6 +131,7 @@ def api_env(root: Path, prefect_url: str) -> dict[str, str]:
         "COMFYWS_API_PREFECT_RETRIES": "1",
         "COMFYWS_API_MAX_UPLOAD_BYTES": str(64 * 1024),
         "COMFYWS_API_REGISTRATIONS_PER_HOUR": "100000",  # the package's tests register clients by the hundred
+        "COMFYWS_API_ADMIN_TOKEN_TTL_SECONDS": "900",  # the default, whatever a session-wide stack set before
     }
 
 

@@ -1,25 +1,21 @@
-"""The API restarting under running jobs loses and repeats nothing; the README's curl session works as written."""
+"""The API restarting under running jobs loses and repeats nothing (the README's curl session: tests/test_readme.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import os
-import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from PIL import Image
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from tests.api.conftest import PROJECT_ROOT, reset_caches
-from tests.fixtures.prefect_server import wait_until
+from tests.api.conftest import reset_caches
 from tests.fixtures.stack import FINAL, Stack, restart_api, stack_environment
 
 pytestmark = pytest.mark.prefect
@@ -135,87 +131,6 @@ async def test_jobs_in_flight_finish_across_an_api_restart(stack: Stack, slow_no
     after = _executions(stack)
     new = {prompt: n - before.get(prompt, 0) for prompt, n in after.items() if n != before.get(prompt, 0)}
     assert sorted(new.values()) == [1] * JOBS, new
-
-
-@dataclass
-class Curl:
-    method: str
-    path: str
-    headers: dict[str, str]
-    data: list[str]
-
-
-def _readme_curls() -> list[Curl]:
-    """The curl commands of the README's "A curl session", in order, with their shell variables unexpanded."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    block = readme.split("## A curl session", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    commands = []
-    for line in block.replace("\\\n", " ").splitlines():
-        if "curl " not in line or line.lstrip().startswith("#"):
-            continue
-        args = shlex.split(line[line.index("curl ") :].split("|")[0].rstrip(" )"))
-        commands.append(_parse_curl(args[1:]))
-    return commands
-
-
-def _parse_curl(args: list[str]) -> Curl:
-    method, path, headers, data = "", "", {}, []
-    pairs = iter(args)
-    for arg in pairs:
-        if arg == "-X":
-            method = next(pairs)
-        elif arg == "-H":
-            name, _, value = next(pairs).partition(":")
-            headers[name.strip().lower()] = value.strip()
-        elif arg == "-d":
-            data.append(next(pairs))
-        elif arg == "-o":
-            next(pairs)
-        elif arg.startswith("$API"):
-            path = arg.removeprefix("$API")
-    return Curl(method or ("POST" if data else "GET"), path, headers, data)
-
-
-def _run(http: httpx.Client, curl: Curl, variables: dict[str, str]) -> httpx.Response:
-    def expand(text: str) -> str:
-        for name, value in variables.items():
-            text = text.replace(f"${name}", value)
-        return text
-
-    headers = {name: expand(value) for name, value in curl.headers.items()}
-    if curl.data and curl.data[0].lstrip().startswith("{"):
-        return http.request(curl.method, expand(curl.path), headers=headers, content=expand(curl.data[0]))
-    form = dict(expand(item).split("=", 1) for item in curl.data)  # curl -d: form-encoded fields
-    return http.request(curl.method, expand(curl.path), headers=headers, data=form or None)
-
-
-def test_the_readme_curl_session_works_as_written(stack: Stack) -> None:
-    register, token, submit, read, download = _readme_curls()
-    variables: dict[str, str] = {}
-    with httpx.Client(base_url=stack.api_url, timeout=30) as http:
-        registered = _run(http, register, variables)
-        assert registered.status_code == 201, registered.text
-        variables |= {
-            "CLIENT_ID": registered.json()["client_id"],
-            "CLIENT_SECRET": registered.json()["client_secret"],
-        }
-        issued = _run(http, token, variables)
-        assert issued.status_code == 200, issued.text
-        variables["TOKEN"] = issued.json()["access_token"]
-        submitted = _run(http, submit, variables)
-        assert submitted.status_code == 202 and submitted.json()["status"] == "queued", submitted.text
-        variables["TASK"] = submitted.json()["task_id"]
-        task = wait_until(
-            lambda: (t := _run(http, read, variables).json())["status"] in FINAL and t,
-            timeout=60,
-            interval=0.1,
-            what="the README's task to finish",
-        )
-        assert task["status"] == "completed", task
-        result = _run(http, download, variables)
-    assert result.status_code == 200
-    with Image.open(io.BytesIO(result.content)) as image:
-        assert image.format == "PNG" and image.size == (512, 512)
 
 
 def test_a_job_committed_by_an_api_that_died_before_launching_it_runs_after_restart(stack: Stack) -> None:

@@ -14,12 +14,14 @@ def test_names_follow_the_pool_and_deployment_conventions() -> None:
     assert sorted(QUEUES, key=QUEUES.__getitem__) == ["high", "normal", "low"]
 
 
-def test_prefect_yaml_defines_one_template_deployment_per_generation_flow() -> None:
-    specs = read_deployment_specs(PREFECT_YAML)
-    assert sorted(s.entrypoint for s in specs) == [
-        "flows/generate_image.py:generate_image",
-        "flows/generate_video.py:generate_video",
-    ]
-    assert all(
-        s.work_pool.name == "comfyui-default" and s.work_pool.work_queue_name == "normal" for s in specs
-    )
+def test_prefect_yaml_defines_one_template_deployment_per_flow() -> None:
+    """Each generation flow on the normal queue; the batch feeder on the high queue, so a batch's own run never
+    waits behind its items."""
+    specs = {s.entrypoint: s for s in read_deployment_specs(PREFECT_YAML)}
+    queues = {entrypoint: s.work_pool.work_queue_name for entrypoint, s in specs.items()}
+    assert queues == {
+        "flows/generate_image.py:generate_image": "normal",
+        "flows/generate_video.py:generate_video": "normal",
+        "flows/run_batch.py:run_batch": "high",
+    }
+    assert all(s.work_pool.name == "comfyui-default" for s in specs.values())
