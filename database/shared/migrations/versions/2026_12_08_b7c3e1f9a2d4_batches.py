@@ -21,7 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _datetime() -> sa.types.TypeEngine:  # type: ignore[type-arg]
+def _datetime() -> sa.types.TypeEngine:
     return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
