@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from comfyws.settings import get_settings
 from database.engine import session_scope
 from database.enums import AttemptStatus, DatabaseName, JobStatus
 from database.shared import repositories as repo
@@ -107,13 +108,25 @@ async def finish(job_id: str, status: JobStatus, *, error: str | None = None) ->
             done = repo.mark_failed(session, job_id, error or "failed")
         else:
             done = repo.mark_cancelled(session, job_id)
-        if done:
-            return status
-        # Refused: the job is final already, or `cancelling` (then it ends cancelled, whatever the run did).
-        cancelling = frozenset({JobStatus.CANCELLING})
-        moved = transitions.move(session, job_id, JobStatus.CANCELLED, only_from=cancelling)
-        return JobStatus.CANCELLED if moved else None
+        if not done:
+            # Refused: the job is final already, or `cancelling` (then it ends cancelled, whatever the run did).
+            cancelling = frozenset({JobStatus.CANCELLING})
+            if not transitions.move(session, job_id, JobStatus.CANCELLED, only_from=cancelling):
+                return None
+        ended = status if done else JobStatus.CANCELLED
+        if ended is JobStatus.CANCELLED:
+            dropped.extend(repo.drop_results(session, job_id))  # a cancelled job has no results
+        return ended
 
+    dropped: list[str] = []
     changed = await _in_tx(work)
     slot_released()  # a final job holds no node slot
+    if dropped:
+        await asyncio.to_thread(_delete_files, dropped)
     return changed
+
+
+def _delete_files(paths: list[str]) -> None:
+    outputs_dir = get_settings().outputs_dir
+    for path in paths:
+        (outputs_dir / path).unlink(missing_ok=True)

@@ -294,6 +294,16 @@ def add_result(
     return row
 
 
+def drop_results(session: Session, job_id: str) -> list[str]:
+    """Forget the results of a job that ended cancelled (its node finished before the stop landed): a cancelled
+    job has no results. Returns their paths under the outputs folder, for the caller to delete."""
+    rows = list(session.scalars(select(ResultFile).where(ResultFile.job_id == job_id)))
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return [row.path for row in rows]
+
+
 def _result(session: Session, job_id: str, index: int) -> ResultFile | None:
     stmt = select(ResultFile).where(ResultFile.job_id == job_id, ResultFile.index == index)
     return session.scalars(stmt).one_or_none()
