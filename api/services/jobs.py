@@ -118,14 +118,7 @@ def request_for(job: Job) -> GenerationRequest:
     submission = _parse(job.task_type, _submitted_body(job))
     with session_scope(DatabaseName.CLIENT) as client_db:
         input_files = _resolve_images(client_db, job.client_id, submission)
-    return GenerationRequest(
-        task_type=job.task_type,
-        workflow_name=submission.workflow.name,
-        params=submission.params,
-        input_files=input_files,
-        node_group=submission.node_group,
-        priority=submission.priority,
-    )
+    return _generation_request(submission, input_files)
 
 
 def pending_requests() -> list[tuple[str, GenerationRequest]]:
@@ -190,12 +183,9 @@ def prepare(
     return _complete(client_db, client_id, _parse(task_type, body))
 
 
-def _complete(client_db: Session, client_id: str, submission: Submission) -> tuple[GenerationRequest, int]:
-    input_files = _resolve_images(client_db, client_id, submission)
-    rendered = _validate_values(submission, input_files)
-    requirements = requirements_for(rendered.graph, submission.task_type)
-    _check_placeable(submission, requirements)
-    request = GenerationRequest(
+def _generation_request(submission: Submission, input_files: dict[str, str]) -> GenerationRequest:
+    """The flow parameters of a checked submission: built here only, for a new job and a re-dispatched one."""
+    return GenerationRequest(
         task_type=submission.task_type,
         workflow_name=submission.workflow.name,
         params=submission.params,
@@ -203,6 +193,14 @@ def _complete(client_db: Session, client_id: str, submission: Submission) -> tup
         node_group=submission.node_group,
         priority=submission.priority,
     )
+
+
+def _complete(client_db: Session, client_id: str, submission: Submission) -> tuple[GenerationRequest, int]:
+    input_files = _resolve_images(client_db, client_id, submission)
+    rendered = _validate_values(submission, input_files)
+    requirements = requirements_for(rendered.graph, submission.task_type)
+    _check_placeable(submission, requirements)
+    request = _generation_request(submission, input_files)
     checks.check_request_size(request)  # a job is stored only once the scheduler would take it
     return request, int(requirements.work)
 
