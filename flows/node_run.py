@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Coroutine
@@ -165,11 +166,8 @@ def _count(book: Attempts, node_id: str, exc: BaseException, *, taken: bool) -> 
 
 async def stop_prompt(client: ComfyUIClient, prompt_id: str) -> None:
     """Take the prompt off the node's queue and interrupt it if it runs; a node in trouble is left alone."""
-    try:
-        await client.delete_from_queue([prompt_id])
-        await client.interrupt(prompt_id)
-    except ComfyUIError:
-        pass  # the node is in trouble anyway; the monitor stops the prompt once it answers again
+    with contextlib.suppress(ComfyUIError):  # a node in trouble: the monitor stops the prompt once it answers
+        await client.stop(prompt_id)
 
 
 async def _resume(job_id: str, prepared: PreparedJob, book: Attempts) -> NodeRun | None:

@@ -31,8 +31,7 @@ async def stop_abandoned(client: ComfyUIClient, queue: QueueState) -> None:
     for prompt_id in abandoned:
         log.warning("stopping prompt %s on %s: its job left that node", prompt_id, client.base_url)
         try:
-            await client.delete_from_queue([prompt_id])
-            await client.interrupt(prompt_id)
+            await client.stop(prompt_id)
         except ComfyUIError:
             return  # the probe itself says whether the node answers; the next round tries again
 
@@ -50,8 +49,7 @@ async def stop_when_back(base_url: str, prompt_id: str, *, within_s: float, ever
                 abandoned = held and bool(await asyncio.to_thread(_abandoned_prompts, [prompt_id]))
                 if abandoned:
                     log.warning("stopping prompt %s on %s: its job left that node", prompt_id, base_url)
-                    await client.delete_from_queue([prompt_id])
-                    await client.interrupt(prompt_id)
+                    await client.stop(prompt_id)
                 return
             except ComfyUIError:
                 await asyncio.sleep(every_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -117,11 +118,8 @@ class ComfyUIClient:
 
     async def _drop_partial(self, prompt_id: str) -> None:
         # A 200 with node_errors still runs the valid branches; we reject the whole prompt, so stop that work.
-        try:
-            await self.delete_from_queue([prompt_id])
-            await self.interrupt(prompt_id)
-        except NodeUnavailable:
-            pass
+        with contextlib.suppress(NodeUnavailable):
+            await self.stop(prompt_id)
 
     async def history(self, prompt_id: str) -> HistoryEntry | None:
         """The finished run of a prompt, or None while it is unknown, queued or running."""
@@ -136,6 +134,11 @@ class ComfyUIClient:
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Stop the running prompt; with a prompt_id, only if that prompt is the one running."""
         await self._post("/interrupt", {"prompt_id": prompt_id} if prompt_id else None)
+
+    async def stop(self, prompt_id: str) -> None:
+        """Take one prompt off the node: drop it from the queue, and interrupt it if it is the one running."""
+        await self.delete_from_queue([prompt_id])
+        await self.interrupt(prompt_id)
 
     async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
         """Drop pending prompts (the running one is not affected)."""
